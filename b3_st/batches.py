@@ -15,7 +15,7 @@ class EpochBatcher:
     """Builds each epoch's batches from fixed clusters in vectorised numpy.
 
     Every row appears exactly once per epoch, except the rows of a final partial batch when
-    ``drop_last`` is set. No batch holds two rows that share a text (an anchor or positive equal to
+    ``drop_last`` is set. No batch contains two rows that share a text (an anchor or positive equal to
     another row's anchor or positive): clusters are swapped between batches until none does.
 
     Args:
@@ -97,36 +97,60 @@ class EpochBatcher:
         clashes = keys[1:][keys[1:] == keys[:-1]]
         return np.unique(clashes // vocabulary)
 
-    def _batch_has_clash(self, cluster_order: np.ndarray, start: int, stop: int) -> bool:
+    def _batch_texts(self, cluster_order: np.ndarray, start: int, stop: int) -> np.ndarray:
         rows = self.full[cluster_order[start:stop]].reshape(-1)
         if stop == len(cluster_order):
             rows = np.concatenate([rows, self.tail])
         texts = self.row_texts[rows].reshape(-1)
-        texts = texts[texts >= 0]
-        return len(texts) != len(np.unique(texts))
+        return texts[texts >= 0]
+
+    def _clash_count(self, cluster_order: np.ndarray, start: int, stop: int) -> int:
+        texts = self._batch_texts(cluster_order, start, stop)
+        return len(texts) - len(np.unique(texts))
+
+    def _clashing_slots(self, cluster_order: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Return the slots in ``[start, stop)`` whose cluster shares a text with another one of the batch."""
+        texts = self._batch_texts(cluster_order, start, stop)
+        values, counts = np.unique(texts, return_counts=True)
+        repeated = values[counts > 1]
+        cluster_texts = self.row_texts[self.full[cluster_order[start:stop]]].reshape(stop - start, -1)
+        return start + np.nonzero(np.isin(cluster_texts, repeated).any(axis=1))[0]
 
     def _separate_duplicates(self, cluster_order: np.ndarray, generator: np.random.Generator) -> np.ndarray:
-        """Swap clusters between batches until no batch repeats a text."""
+        """Swap clusters between batches until no batch repeats a text.
+
+        A swap is kept only when it lowers the clashes of the batch being repaired without raising
+        those of the other batch, so batches repaired earlier stay clean.
+        """
         per_batch = self.clusters_per_batch
         slots = len(cluster_order)
+        cluster_order = cluster_order.copy()
 
         for batch in self._clashing_batches(cluster_order):
             start = batch * per_batch
             stop = min(start + per_batch, slots)
+            clashes = self._clash_count(cluster_order, start, stop)
             for _ in range(_MAX_SWAP_ATTEMPTS_PER_BATCH):
-                if not self._batch_has_clash(cluster_order, start, stop):
+                if clashes == 0:
                     break
-                here = int(generator.integers(start, stop)) if stop > start else -1
-                there = int(generator.integers(slots)) if slots else -1
-                if here < 0 or there < 0 or start <= there < stop:
+                candidates = self._clashing_slots(cluster_order, start, stop)
+                if len(candidates) == 0 or slots <= stop - start:
+                    break
+                clashing_slot = int(candidates[generator.integers(len(candidates))])
+                partner_slot = int(generator.integers(slots))
+                if start <= partner_slot < stop:
                     continue
-                other_start = there // per_batch * per_batch
+                other_start = partner_slot // per_batch * per_batch
                 other_stop = min(other_start + per_batch, slots)
-                swapped = cluster_order.copy()
-                swapped[here], swapped[there] = swapped[there], swapped[here]
-                if not self._batch_has_clash(swapped, other_start, other_stop):
-                    cluster_order = swapped
-            else:
+                other_clashes = self._clash_count(cluster_order, other_start, other_stop)
+
+                cluster_order[clashing_slot], cluster_order[partner_slot] = cluster_order[partner_slot], cluster_order[clashing_slot]
+                new_clashes = self._clash_count(cluster_order, start, stop)
+                if new_clashes < clashes and self._clash_count(cluster_order, other_start, other_stop) <= other_clashes:
+                    clashes = new_clashes
+                else:
+                    cluster_order[clashing_slot], cluster_order[partner_slot] = cluster_order[partner_slot], cluster_order[clashing_slot]
+            if clashes:
                 raise ValueError(
                     "Could not build batches without repeated texts: too many rows share an anchor "
                     "or positive text for this batch size. Deduplicate the dataset (for example keep "

@@ -80,7 +80,10 @@ class MetisBackend:
         offsets = np.concatenate([[0], np.cumsum(np.bincount(both_sources, minlength=graph.rows))])
 
         options = pymetis.Options(seed=seed)
-        result = pymetis.part_graph(parts, xadj=offsets, adjncy=adjacency, options=options)
+        if hasattr(pymetis, "CSRAdjacency"):
+            result = pymetis.part_graph(parts, pymetis.CSRAdjacency(offsets, adjacency), options=options)
+        else:
+            result = pymetis.part_graph(parts, xadj=offsets, adjncy=adjacency, options=options)
         return np.asarray(result.vertex_part if hasattr(result, "vertex_part") else result[1], dtype=np.int64)
 
 

@@ -29,7 +29,7 @@ class B3BatchSampler(DefaultBatchSampler):
     them in each batch, so batches differ between epochs but repeat exactly for the same seed.
 
     Every row appears exactly once per epoch (the final partial batch is left out when
-    ``drop_last`` is set), ``len()`` is exact, and no batch holds two rows that share an anchor or
+    ``drop_last`` is set), ``len()`` is exact, and no batch contains two rows that share an anchor or
     positive text, the guarantee that ``NoDuplicatesBatchSampler`` gives.
 
     The trainer constructs the sampler itself with ``(dataset, batch_size, drop_last,

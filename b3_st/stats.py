@@ -42,9 +42,9 @@ def random_batches(rows: int, batch_size: int, seed: int) -> list[np.ndarray]:
     return [order[start : start + batch_size] for start in range(0, rows, batch_size)]
 
 
-def cluster_size_histogram(labels: np.ndarray) -> dict[int, int]:
-    """Return ``{cluster size: number of clusters of that size}``."""
+def cluster_size_histogram(labels: np.ndarray) -> dict[str, int]:
+    """Return ``{cluster size: number of clusters of that size}``, sizes as strings as in JSON."""
     sizes = np.bincount(labels)
     sizes = sizes[sizes > 0]
     values, counts = np.unique(sizes, return_counts=True)
-    return {int(value): int(count) for value, count in zip(values, counts)}
+    return {str(int(value)): int(count) for value, count in zip(values, counts)}
