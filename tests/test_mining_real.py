@@ -13,17 +13,17 @@ def mined(minilm_path, tmp_path_factory):
     dataset = load_wordnet(rows=3000, seed=11)
     config = B3Config(teacher=minilm_path, skip_top=3, window_size=20, cluster_size=8,
                       cache_dir=str(tmp_path_factory.mktemp("real_cache")), show_progress_bar=False)
-    return dataset, load_or_mine(dataset, config, stats_batch_size=64)
+    return dataset, config, load_or_mine(dataset, config, stats_batch_size=64)
 
 
 def test_b3_batches_are_harder_than_random(mined):
-    _, result = mined
+    _, _, result = mined
     assert result.stats["hardness_batch_size"] == 64
     assert result.stats["hardness_b3"] > result.stats["hardness_random"] + 0.05
 
 
 def test_statistics_are_complete(mined):
-    _, result = mined
+    _, _, result = mined
     stats = result.stats
     assert stats["rows"] == 3000
     assert stats["edges"] > 0
@@ -36,7 +36,7 @@ def test_statistics_are_complete(mined):
 
 
 def test_windows_leave_out_identical_positives(mined):
-    dataset, result = mined
+    dataset, _, result = mined
     positive_ids = read_pairs(dataset).positive_ids
     for row in range(result.rows):
         members = result.windows[row][result.windows[row] >= 0]
@@ -44,12 +44,16 @@ def test_windows_leave_out_identical_positives(mined):
         assert not np.any(positive_ids[members] == positive_ids[row])
 
 
-def test_clusters_group_similar_definitions(mined, minilm_path):
-    from sentence_transformers import SentenceTransformer
+def test_clusters_group_similar_definitions(mined, monkeypatch):
+    import b3_st.teacher
+    from b3_st.teacher import embed_pairs
 
-    dataset, result = mined
-    teacher = SentenceTransformer(minilm_path, device="cpu")
-    positives = teacher.encode(dataset["positive"], normalize_embeddings=True, batch_size=256)
+    def fail(*args, **kwargs):
+        raise AssertionError("the embeddings of the mining run should be cached")
+
+    dataset, config, result = mined
+    monkeypatch.setattr(b3_st.teacher, "load_teacher", fail)
+    positives = embed_pairs(read_pairs(dataset), config).positives
     cluster_ids = result.cluster_ids
 
     same_cluster = []
