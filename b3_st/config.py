@@ -61,6 +61,21 @@ class B3Config:
         cache_dir: Folder for cached embeddings and mined results. ``None`` uses
             ``$HF_HOME/b3_st`` (by default ``~/.cache/huggingface/b3_st``).
         show_progress_bar: Show tqdm progress bars for the long steps.
+        hub_repo_id: Hub dataset repo (``"namespace/name"``) used as a second cache behind the
+            local one: the sampler loads a matching mined ordering from it instead of mining, which
+            saves a full teacher pass over the data. ``None`` uses the local cache only.
+        hub_revision: Branch or commit of ``hub_repo_id`` to load from, and the branch to push to.
+            A commit pins the exact ordering; ``None`` uses ``main``.
+        hub_config_name: Subfolder (and ``datasets`` config) of the ordering in the repo. ``None``
+            finds the ordering that matches the dataset and settings, and names a pushed one
+            after the dataset, teacher, ``p``, ``m`` and ``K``.
+        push_to_hub: Push the result to ``hub_repo_id`` after mining it. A failed push logs a
+            warning and training goes on with the local result.
+        hub_private: Create ``hub_repo_id`` as a private repo when the push creates it. ``None``
+            follows the namespace's default; an existing repo keeps its visibility.
+        hub_token: Hub access token for private repos and pushes. ``None`` uses the token saved
+            by ``hf auth login`` or ``HF_TOKEN``. It is left out of ``repr``, :meth:`to_dict`,
+            the settings key and every saved file.
     """
 
     teacher: str = DEFAULT_TEACHER
@@ -84,6 +99,12 @@ class B3Config:
     device: str | None = field(default=None, metadata={"affects_result": False})
     cache_dir: str | None = field(default=None, metadata={"affects_result": False})
     show_progress_bar: bool = field(default=True, metadata={"affects_result": False})
+    hub_repo_id: str | None = field(default=None, metadata={"affects_result": False})
+    hub_revision: str | None = field(default=None, metadata={"affects_result": False})
+    hub_config_name: str | None = field(default=None, metadata={"affects_result": False})
+    push_to_hub: bool = field(default=False, metadata={"affects_result": False})
+    hub_private: bool | None = field(default=None, metadata={"affects_result": False})
+    hub_token: str | bool | None = field(default=None, repr=False, metadata={"affects_result": False})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -108,6 +129,13 @@ class B3Config:
             raise ValueError("Both document_prompt and document_prompt_name are set: pass only one of them.")
         if self.encode_batch_size < 1:
             raise ValueError(f"encode_batch_size={self.encode_batch_size} is invalid: it must be 1 or more.")
+        if self.hub_repo_id is not None and self.hub_repo_id.count("/") != 1:
+            raise ValueError(
+                f"hub_repo_id={self.hub_repo_id!r} is invalid: use 'namespace/name', for example "
+                "'my-user/b3-orderings'."
+            )
+        if self.push_to_hub and self.hub_repo_id is None:
+            raise ValueError("push_to_hub=True needs hub_repo_id: pass the Hub dataset repo to push to.")
 
     def result_settings(self) -> dict[str, Any]:
         """Return the settings that change the mined result, as a JSON-ready dict."""
@@ -123,7 +151,8 @@ class B3Config:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Return every setting as a dict, except secrets such as ``hub_token``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> B3Config:

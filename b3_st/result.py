@@ -25,7 +25,20 @@ FORMAT_VERSION = 1
 
 
 class MinedResultMismatchError(ValueError):
-    """A mined result does not belong to the given dataset or settings."""
+    """A mined result does not belong to the given dataset or settings.
+
+    Attributes:
+        field: What differs: ``"rows"``, ``"contents"`` (same row count, other fingerprint) or the
+            name of a :class:`B3Config` setting such as ``"teacher"`` or ``"skip_top"``.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# Symbols of the B3 paper, shown next to the setting names in mismatch errors.
+_PAPER_SYMBOLS = {"skip_top": "p", "window_size": "m", "cluster_size": "K"}
 
 
 @dataclass
@@ -148,13 +161,15 @@ class MinedResult:
         if rows != self.rows:
             raise MinedResultMismatchError(
                 f"The mined result has {self.rows} rows but the dataset has {rows}. It was mined on "
-                "other data: mine this dataset, or load the ordering mined for it."
+                "other data: mine this dataset, or load the ordering mined for it.",
+                field="rows",
             )
         if fingerprint != self.fingerprint:
             raise MinedResultMismatchError(
                 "The mined result was mined on other contents (fingerprint "
                 f"{self.fingerprint[:12]}, dataset {fingerprint[:12]}) although the row count matches. "
-                "Rows changed or were reordered: mine this dataset again."
+                "Rows changed or were reordered: mine this dataset again.",
+                field="contents",
             )
         if config is None:
             return
@@ -162,7 +177,9 @@ class MinedResult:
         found = self.config.result_settings()
         for name, value in expected.items():
             if found.get(name) != value:
+                symbol = f" ({name} is {_PAPER_SYMBOLS[name]} in the B3 paper)" if name in _PAPER_SYMBOLS else ""
                 raise MinedResultMismatchError(
-                    f"The mined result has {name}={found.get(name)!r} but {name}={value!r} was requested. "
-                    f"Mine again with these settings, or request {name}={found.get(name)!r}."
+                    f"The mined result has {name}={found.get(name)!r} but {name}={value!r} was requested{symbol}. "
+                    f"Mine again with these settings, or request {name}={found.get(name)!r}.",
+                    field=name,
                 )

@@ -14,7 +14,8 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 from b3_st.batches import EpochBatcher
 from b3_st.config import B3Config
 from b3_st.data import read_pairs
-from b3_st.mining import check_minable, load_or_mine
+from b3_st.hub_cache import load_or_mine_with_hub
+from b3_st.mining import check_minable
 from b3_st.result import MinedResult
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ class B3BatchSampler(DefaultBatchSampler):
     """Batch sampler whose batches are whole B3 clusters of mutually hard negatives.
 
     On construction it reads the dataset's anchor and positive columns, then loads the mined
-    clusters from the local cache or mines them with the teacher (see :func:`b3_st.mine`). Each
+    clusters from the local cache, else from the Hub repo ``config.hub_repo_id``, else mines them
+    with the teacher (see :func:`b3_st.mine`). In a distributed run only rank 0 does this. Each
     epoch shuffles the clusters with ``seed + epoch`` and puts ``batch_size // cluster_size`` of
     them in each batch, so batches differ between epochs but repeat exactly for the same seed.
 
@@ -100,8 +102,8 @@ class B3BatchSampler(DefaultBatchSampler):
         check_minable(len(pairs), config)
 
         if mined is None:
-            mined = load_or_mine(dataset, config, pairs=pairs, teacher_model=teacher_model,
-                                 stats_batch_size=batch_size)
+            mined = load_or_mine_with_hub(dataset, config, pairs=pairs, teacher_model=teacher_model,
+                                          stats_batch_size=batch_size)
         else:
             mined.check_matches(pairs.fingerprint, len(pairs), config)
         self.mined = mined
@@ -162,7 +164,8 @@ class B3SamplerFactory:
         changed = {
             field.name: getattr(self.config, field.name)
             for field in dataclasses.fields(B3Config)
-            if getattr(self.config, field.name) != getattr(defaults, field.name) or field.name == "teacher"
+            if field.repr
+            and (getattr(self.config, field.name) != getattr(defaults, field.name) or field.name == "teacher")
         }
         arguments = ", ".join(f"{name}={value!r}" for name, value in changed.items())
         return f"B3BatchSampler.bind({arguments})"

@@ -72,6 +72,22 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
     b3_cache_dir: Optional[str] = field(  # noqa: UP007
         default=None, metadata={"help": "Cache folder for embeddings and mined results; default $HF_HOME/b3_st."}
     )
+    b3_hub_repo_id: Optional[str] = field(  # noqa: UP007
+        default=None,
+        metadata={"help": "Hub dataset repo 'namespace/name' to load the mined ordering from before mining."},
+    )
+    b3_hub_revision: Optional[str] = field(  # noqa: UP007
+        default=None, metadata={"help": "Branch or commit of b3_hub_repo_id; the branch that a push goes to."}
+    )
+    b3_hub_config_name: Optional[str] = field(  # noqa: UP007
+        default=None, metadata={"help": "Folder of the ordering in b3_hub_repo_id; default: the matching one."}
+    )
+    b3_push_to_hub: bool = field(
+        default=False, metadata={"help": "Push a freshly mined ordering to b3_hub_repo_id (uses hub_token)."}
+    )
+    b3_hub_private: Optional[bool] = field(  # noqa: UP007
+        default=None, metadata={"help": "Create b3_hub_repo_id as a private repo when a push creates it."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,4 +122,11 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
             seed=self.b3_mining_seed,
             community_backend=self.b3_community_backend,
             cache_dir=self.b3_cache_dir,
+            hub_repo_id=self.b3_hub_repo_id,
+            hub_revision=self.b3_hub_revision,
+            hub_config_name=self.b3_hub_config_name,
+            push_to_hub=self.b3_push_to_hub,
+            hub_private=self.b3_hub_private,
+            # The trainer's hub_token, which TrainingArguments.to_dict already hides in saved arguments.
+            hub_token=self.hub_token,
         )
