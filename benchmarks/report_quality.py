@@ -1,0 +1,134 @@
+"""Summarise quality benchmark results into tables and plots in docs/benchmarks.md.
+
+Reads the JSON lines that ``quality.py`` appends, averages NDCG@10 over seeds for each task,
+student, method, batch size and ablation tag, writes one PNG per (task, student) with NDCG@10
+against batch size, one line per method, and replaces the part of docs/benchmarks.md between
+the quality markers.
+
+    python benchmarks/report_quality.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+START_MARKER = "<!-- quality results: start -->"
+END_MARKER = "<!-- quality results: end -->"
+METHOD_NAMES = {
+    "random": "random (no duplicates)",
+    "b3": "B3",
+    "b3pp1": "B3++ h=1",
+    "b3pp5": "B3++ h=5",
+    "hn1": "random + 1 mined negative",
+    "hn5": "random + 5 mined negatives",
+}
+
+
+def load_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def group(records: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for record in records:
+        key = (record["task"], record["student"], record.get("tag", ""), record["method"], record["batch_size"],
+               record["train_rows"])
+        groups[key].append(record)
+    return groups
+
+
+def summarise(runs: list[dict]) -> tuple[float, float, int]:
+    scores = [run["ndcg@10"] for run in runs]
+    spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return statistics.mean(scores), spread, len(scores)
+
+
+def plot(groups: dict[tuple, list[dict]], task: str, student: str, output: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for (g_task, g_student, tag, method, batch_size, _), runs in groups.items():
+        if g_task == task and g_student == student and not tag:
+            mean, spread, _ = summarise(runs)
+            lines[method].append((batch_size, mean, spread))
+    if not lines:
+        return False
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for method in METHOD_NAMES:
+        if method not in lines:
+            continue
+        points = sorted(lines[method])
+        axis.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
+                      marker="o", capsize=3, label=METHOD_NAMES[method])
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("batch size")
+    axis.set_ylabel("NDCG@10")
+    axis.set_title(f"WordNet {task} task, {student} student")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def markdown(groups: dict[tuple, list[dict]], image_dir: Path, docs_dir: Path) -> str:
+    lines = [START_MARKER, ""]
+    combinations = sorted({(key[0], key[1]) for key in groups})
+    for task, student in combinations:
+        lines += [f"### {task} task, {student} student", ""]
+        image = image_dir / f"quality_{task}_{student}.png"
+        if plot(groups, task, student, image):
+            lines += [f"![NDCG@10 against batch size]({image.relative_to(docs_dir).as_posix()})", ""]
+        lines += ["| tag | method | batch size | train rows | NDCG@10 mean | spread (stdev) | seeds | train s | prep s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        keys = sorted(key for key in groups if key[0] == task and key[1] == student)
+        for key in keys:
+            runs = groups[key]
+            mean, spread, count = summarise(runs)
+            train_seconds = statistics.mean(run["train_seconds"] for run in runs)
+            preparation = statistics.mean(run["preparation_seconds"] for run in runs)
+            lines.append(f"| {key[2] or '-'} | {METHOD_NAMES.get(key[3], key[3])} | {key[4]} | {key[5]} | "
+                         f"{mean:.4f} | {spread:.4f} | {count} | {train_seconds:.0f} | {preparation:.0f} |")
+        lines.append("")
+    lines.append(END_MARKER)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "quality.jsonl"),
+                        help="JSON lines written by quality.py.")
+    parser.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"), help="Markdown page to update.")
+    arguments = parser.parse_args()
+
+    docs = Path(arguments.docs)
+    groups = group(load_records(Path(arguments.results)))
+    section = markdown(groups, docs.parent / "images", docs.parent)
+
+    text = docs.read_text() if docs.exists() else "# Benchmarks\n"
+    if START_MARKER in text and END_MARKER in text:
+        before = text[: text.index(START_MARKER)]
+        after = text[text.index(END_MARKER) + len(END_MARKER) :]
+        text = before + section + after
+    else:
+        text = text.rstrip() + "\n\n## Training quality\n\n" + section + "\n"
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(text)
+    print(f"Updated {docs} from {sum(len(runs) for runs in groups.values())} runs")
+
+
+if __name__ == "__main__":
+    main()
