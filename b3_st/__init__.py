@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from b3_st.config import B3Config
 from b3_st.mining import load_or_mine, mine
+from b3_st.card_record import read_card_records
+from b3_st.model_card import add_b3_to_model_card
+from b3_st.reproduce import OrderingNotFoundError, load_sampler_from_model
 from b3_st.result import MinedResult, MinedResultMismatchError
 from b3_st.sampler import B3BatchSampler, B3SamplerFactory
 from b3_st.training_args import B3TrainingArguments
@@ -17,6 +20,10 @@ __all__ = [
     "B3TrainingArguments",
     "MinedResult",
     "MinedResultMismatchError",
+    "OrderingNotFoundError",
+    "add_b3_to_model_card",
     "load_or_mine",
+    "load_sampler_from_model",
     "mine",
+    "read_card_records",
 ]
