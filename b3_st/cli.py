@@ -7,14 +7,26 @@ line to stderr and exit with status 2 for invalid options, 1 for every other fai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import NoReturn
 
+from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+from b3_st.cache import mined_dir
+from b3_st.card_record import SamplerRecord, card_payload, read_card_records
 from b3_st.config import DEFAULT_TEACHER, B3Config
+from b3_st.data import read_pairs
+from b3_st.inspection import compare_hardness, format_example_batches, summarize, summarize_hardness
+from b3_st.mining import load_or_mine
+from b3_st.result import MinedResult
+from b3_st.sources import DataSpec, load_pairs_dataset
+from b3_st.teacher import embed_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +39,10 @@ _EXAMPLES = """examples:
   b3-st push mined/wordnet my-user/b3-orderings
   b3-st reproduce my-user/my-b3-model
 """
+
+
+class _UsageError(Exception):
+    """Options that parse but do not work together."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -164,12 +180,15 @@ def _add_push_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "push", help="Upload a mined result to a Hub dataset repo.",
         description="Upload a mined result folder to a Hub dataset repo and record the repo, revision and "
-                    "commit in the folder's b3_metadata.json.",
+                    "commit in the folder's b3_metadata.json, and in the b3_st cache's copy when there is one, "
+                    "so that models trained on it name the ordering's Hub location.",
     )
     parser.add_argument("mined", help="Folder of a mined result (the --output of b3-st mine).")
     parser.add_argument("repo", help="Hub dataset repo to push to ('namespace/name').")
     _add_hub_arguments(parser, revision_help="Branch to push to; default: main.")
     parser.add_argument("--commit-message", help="Message of the Hub commit.")
+    parser.add_argument("--cache-dir", help="b3_st cache folder whose copy of the result also records the push; "
+                                            "default: $B3_ST_CACHE, else $HF_HOME/b3_st.")
     parser.set_defaults(handler=_command_push)
 
 
@@ -207,13 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data_spec(args: argparse.Namespace, data: str):
-    from b3_st.sources import DataSpec
-
+def _data_spec(args: argparse.Namespace, data: str) -> DataSpec:
     return DataSpec(data=data, split=args.split, subset=args.subset, revision=args.data_revision, rows=args.rows)
 
 
-def _push(result, repo: str, args: argparse.Namespace, commit_message: str | None = None):
+def _push(result: MinedResult, repo: str, args: argparse.Namespace, folders: list[Path], commit_message: str | None = None):
+    """Push ``result`` to ``repo``, then save it into ``folders`` so they record the Hub location."""
     try:
         from b3_st.hub import push_mined
     except ModuleNotFoundError as error:
@@ -224,15 +242,14 @@ def _push(result, repo: str, args: argparse.Namespace, commit_message: str | Non
     info = push_mined(result, repo, revision=args.hub_revision, private=args.private, token=args.token,
                       config_name=args.config_name, commit_message=commit_message)
     print(f"Pushed to {info.repo_id} (revision {info.revision}, commit {info.commit}): {info.url}")
+
+    # Saved metadata["hub"] lets a model trained on this result name the ordering's Hub location.
+    for folder in folders:
+        result.save(folder)
     return info
 
 
 def _command_mine(args: argparse.Namespace) -> int:
-    from b3_st.data import read_pairs
-    from b3_st.inspection import summarize
-    from b3_st.mining import load_or_mine
-    from b3_st.sources import load_pairs_dataset
-
     if args.batch_size % args.cluster_size != 0:
         raise ValueError(
             f"--batch-size {args.batch_size} is not a multiple of --cluster-size {args.cluster_size}: every batch "
@@ -259,17 +276,14 @@ def _command_mine(args: argparse.Namespace) -> int:
         result.save(args.output)
         print(f"Saved the mined result to {args.output}")
     if args.push_to_hub:
-        _push(result, args.push_to_hub, args)
-        if args.output:
-            result.save(args.output)
+        folders = [Path(args.output)] if args.output else []
+        folders.append(mined_dir(config.cache_dir, result.fingerprint, config.settings_key()))
+        _push(result, args.push_to_hub, args, folders)
     print(summarize(result))
     return 0
 
 
 def _command_inspect(args: argparse.Namespace) -> int:
-    from b3_st.inspection import summarize
-    from b3_st.result import MinedResult
-
     if args.plot and not args.data:
         raise _UsageError("--plot needs --data: the hardness panel needs the rows and their teacher embeddings.")
     result = MinedResult.load(args.mined)
@@ -282,12 +296,7 @@ def _command_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect_batches(args: argparse.Namespace, result) -> None:
-    from b3_st.data import read_pairs
-    from b3_st.inspection import compare_hardness, format_example_batches, summarize_hardness
-    from b3_st.sources import load_pairs_dataset
-    from b3_st.teacher import embed_pairs
-
+def _inspect_batches(args: argparse.Namespace, result: MinedResult) -> None:
     cluster_size = result.config.cluster_size
     batch_size = args.batch_size or result.stats.get("hardness_batch_size") or 64 // cluster_size * cluster_size
     if batch_size % cluster_size != 0:
@@ -320,17 +329,16 @@ def _inspect_batches(args: argparse.Namespace, result) -> None:
 
 
 def _command_push(args: argparse.Namespace) -> int:
-    from b3_st.result import MinedResult
-
     result = MinedResult.load(args.mined)
-    _push(result, args.repo, args, commit_message=args.commit_message)
-    result.save(args.mined)
+    folders = [Path(args.mined)]
+    cached = mined_dir(args.cache_dir, result.fingerprint, result.config.settings_key())
+    if cached.exists():
+        folders.append(cached)
+    _push(result, args.repo, args, folders, commit_message=args.commit_message)
     return 0
 
 
-def _describe_record(index: int, record, cache_dir: str | None) -> str:
-    from b3_st.cache import mined_dir
-
+def _describe_record(index: int, record: SamplerRecord, cache_dir: str | None) -> str:
     config = record.config
     source = ", ".join(f"{key}={value}" for key, value in record.source.items()) or "unknown"
     lines = [
@@ -356,8 +364,6 @@ def _describe_record(index: int, record, cache_dir: str | None) -> str:
 
 
 def _command_reproduce(args: argparse.Namespace) -> int:
-    from b3_st.card_record import card_payload, read_card_records
-
     records = read_card_records(args.model, revision=args.revision, token=args.token)
     if args.json:
         print(json.dumps(card_payload(records), indent=2, sort_keys=True))
@@ -369,32 +375,30 @@ def _command_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-class _UsageError(Exception):
-    """Options that parse but do not work together."""
+@contextlib.contextmanager
+def _command_output(quiet: bool, progress: bool) -> Iterator[None]:
+    """Send b3_st logs to stderr and set the progress bars for one command, then restore both.
 
-
-class _StderrHandler(logging.StreamHandler):
-    """A log handler that writes to whatever ``sys.stderr`` is at the time of each record."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-_LOG_HANDLER = _StderrHandler()
-_LOG_HANDLER.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-
-def _configure_logging(quiet: bool) -> None:
+    Restoring keeps ``main`` free of side effects when a program or test calls it in-process.
+    """
     package_logger = logging.getLogger("b3_st")
-    if _LOG_HANDLER not in package_logger.handlers:
-        package_logger.addHandler(_LOG_HANDLER)
+    saved = (package_logger.level, package_logger.propagate)
+    progress_was_enabled = is_progress_bar_enabled()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package_logger.addHandler(handler)
     package_logger.setLevel(logging.WARNING if quiet else logging.INFO)
     package_logger.propagate = False
+    if not progress:
+        disable_progress_bar()
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(saved[0])
+        package_logger.propagate = saved[1]
+        if progress_was_enabled:
+            enable_progress_bar()
 
 
 def _one_line(error: BaseException) -> str:
@@ -405,14 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``b3-st`` command line and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.quiet)
-    if args.no_progress:
-        from datasets.utils.logging import disable_progress_bar
-
-        disable_progress_bar()
 
     try:
-        return args.handler(args)
+        with _command_output(args.quiet, progress=not args.no_progress):
+            return args.handler(args)
     except _UsageError as error:
         print(f"b3-st {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE

@@ -279,3 +279,14 @@ def test_sources_saved_dataset_dict_split(tmp_path):
 def test_sources_plain_folder_rejected(tmp_path):
     with pytest.raises(ValueError, match="not a dataset saved with save_to_disk"):
         load_pairs_dataset(DataSpec(data=str(tmp_path)))
+
+
+def test_main_restores_logging(mined_folder):
+    import logging
+
+    package_logger = logging.getLogger("b3_st")
+    before = (package_logger.level, package_logger.propagate, list(package_logger.handlers))
+
+    assert main(["--no-progress", "inspect", str(mined_folder["mined"])]) == 0
+
+    assert (package_logger.level, package_logger.propagate, list(package_logger.handlers)) == before
