@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from b3_st.card_record import read_card_records
 from b3_st.config import B3Config
 from b3_st.hub import HubPushInfo, load_mined_from_hub, push_mined
 from b3_st.mining import load_or_mine, mine
+from b3_st.model_card import add_b3_to_model_card
+from b3_st.reproduce import OrderingNotFoundError, load_sampler_from_model
 from b3_st.result import MinedResult, MinedResultMismatchError
 from b3_st.sampler import B3BatchSampler, B3SamplerFactory
 from b3_st.training_args import B3TrainingArguments
@@ -19,8 +22,12 @@ __all__ = [
     "HubPushInfo",
     "MinedResult",
     "MinedResultMismatchError",
+    "OrderingNotFoundError",
+    "add_b3_to_model_card",
     "load_mined_from_hub",
     "load_or_mine",
+    "load_sampler_from_model",
     "mine",
     "push_mined",
+    "read_card_records",
 ]

@@ -16,6 +16,7 @@ from b3_st.config import B3Config
 from b3_st.data import read_pairs
 from b3_st.hub_cache import load_or_mine_with_hub
 from b3_st.mining import check_minable
+from b3_st.model_card import register_with_calling_trainer
 from b3_st.result import MinedResult
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class B3BatchSampler(DefaultBatchSampler):
             mined.check_matches(pairs.fingerprint, len(pairs), config)
         self.mined = mined
         self.batcher = EpochBatcher(mined.cluster_ids, config.cluster_size, batch_size, drop_last, pairs.text_ids)
+
+        # The trainer passes no model, so the sampler finds its trainer to put B3 on the model card.
+        register_with_calling_trainer(self)
 
     @classmethod
     def bind(cls, config: B3Config | None = None, **settings: Any) -> B3SamplerFactory:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-from datasets import Dataset
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-WORDNET_DIR = REPO_ROOT / "data" / "wordnet"
-
-# Tests never reach the public Hub; Hub tests start their own server on 127.0.0.1.
+# Tests never reach the public Hub; Hub tests start their own server on 127.0.0.1. huggingface_hub
+# reads HF_HUB_OFFLINE once at import, so it is set before anything imports it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from datasets import Dataset  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORDNET_DIR = REPO_ROOT / "data" / "wordnet"
 
 def load_wordnet(name: str = "definition_words_train", rows: int | None = None, seed: int | None = 0) -> Dataset:
     """Return ``rows`` rows (all when ``None``) of a WordNet pair file, sampled with ``seed``.
