@@ -17,6 +17,7 @@ from datasets import Dataset  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORDNET_DIR = REPO_ROOT / "data" / "wordnet"
 
+
 def load_wordnet(name: str = "definition_words_train", rows: int | None = None, seed: int | None = 0) -> Dataset:
     """Return ``rows`` rows (all when ``None``) of a WordNet pair file, sampled with ``seed``.
 
