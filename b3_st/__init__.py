@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from b3_st.collator import B3HardNegativeCollator
 from b3_st.config import B3Config
 from b3_st.mining import load_or_mine, mine
 from b3_st.result import MinedResult, MinedResultMismatchError
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "B3BatchSampler",
     "B3Config",
+    "B3HardNegativeCollator",
     "B3SamplerFactory",
     "B3TrainingArguments",
     "MinedResult",
