@@ -15,12 +15,12 @@ Rows are never drawn when their positive text equals an anchor or positive text 
 That excludes the batch's own rows and the false negatives that share a positive with a batch row.
 
 Draws are without replacement, as in the B3 authors' released code (github.com/raghavlite/B3,
-``data_processing/spectral_clustering4_ibn.py``). With the ``"batch"`` source every negative text
-appears at most once per batch, so no text is encoded twice in a step. With the ``"row"`` source
-each row's texts are distinct, but two rows can draw the same text. When a batch's windows
-contain fewer texts than the ``batch_size * h`` draws, texts repeat, each at most
-``ceil(draws / texts)`` times. When they contain none, negatives are drawn uniformly from the
-allowed rows of the whole dataset and a warning is logged.
+``data_processing/spectral_clustering4_ibn.py``). With the ``"batch"`` source no text is drawn
+twice for a batch, so no text is encoded twice in a step, unless the batch's windows contain fewer
+texts than the ``batch_size * h`` draws. Then texts repeat, each at most ``ceil(draws / texts)``
+times. With the ``"row"`` source each row's texts are distinct, but two rows can draw the same
+text. When a batch's windows contain no allowed row at all, its negatives are drawn uniformly
+from the allowed rows of the whole dataset and a warning is logged.
 
 How the negatives reach the loss: :class:`b3_st.B3BatchSampler` appends the drawn rows' indices
 after the batch rows in every batch it yields, and :class:`b3_st.B3HardNegativeCollator` moves
@@ -224,7 +224,7 @@ class HardNegativeDrawer:
 
     def generator(self, epoch: int, batch_number: int) -> np.random.Generator:
         """Return the generator of one batch of one epoch."""
-        # SeedSequence takes non-negative words only; the mask keeps negative seeds usable.
+        # SeedSequence takes only non-negative words, so the mask maps a negative seed to one.
         entropy = [_STREAM_TAG, self.seed & 0xFFFF_FFFF_FFFF_FFFF, epoch, batch_number]
         return np.random.default_rng(np.random.SeedSequence(entropy))
 
@@ -232,9 +232,9 @@ class HardNegativeDrawer:
         """Return the ``(len(batch), count)`` hard-negative rows of one batch."""
         batch = np.asarray(batch, dtype=np.int64)
         generator = self.generator(epoch, batch_number)
-        distribution = batch_distribution(self.windows, self.text_ids, batch)
 
         if self.source == "batch":
+            distribution = batch_distribution(self.windows, self.text_ids, batch)
             drawn = self._draw_pool(distribution, len(batch) * self.count, batch, generator)
             return drawn.reshape(len(batch), self.count)
 
@@ -242,6 +242,7 @@ class HardNegativeDrawer:
         missing = negatives < 0
         if missing.any():
             # NOTE: a filled slot can repeat a text the same row drew from its own window.
+            distribution = batch_distribution(self.windows, self.text_ids, batch)
             negatives[missing] = self._draw_pool(distribution, int(missing.sum()), batch, generator)
         return negatives
 

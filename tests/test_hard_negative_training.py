@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 import torch
+from datasets import DatasetDict
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
@@ -318,3 +319,28 @@ def test_plain_arguments_with_bound_sampler(tmp_path, tiny_teacher_path, student
     batch = next(iter(trainer.get_train_dataloader()))
     assert "negative_1_input_ids" in batch
     assert "negative_2_input_ids" not in batch
+
+
+def test_dataset_dict_negatives_stay_in_their_dataset(tmp_path, tiny_teacher_path, student):
+    datasets = DatasetDict({
+        "definitions": load_wordnet("definition_words_train", rows=800, seed=4),
+        "examples": load_wordnet("example_definition_train", rows=600, seed=4),
+    })
+    args = _args(tmp_path, tiny_teacher_path, max_steps=4)
+    # A loss per dataset makes the trainer add a dataset_name column, which the collator must keep.
+    losses = {name: MultipleNegativesRankingLoss(student) for name in datasets}
+    trainer = SentenceTransformerTrainer(
+        model=student, args=args, train_dataset=datasets, loss=losses,
+        data_collator=B3HardNegativeCollator.for_model(student, args),
+    )
+
+    offset = 800
+    dataloader = trainer.get_train_dataloader()
+    for rows in dataloader.batch_sampler:
+        assert all(index < offset for index in rows) or all(index >= offset for index in rows)
+        assert len(rows) % (1 + HARD_NEGATIVES) == 0
+
+    batch = next(iter(dataloader))
+    assert batch["dataset_name"] in datasets
+    assert "negative_2_input_ids" in batch
+    assert trainer.train().global_step == 4
