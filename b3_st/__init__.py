@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from b3_st.card_record import read_card_records
+from b3_st.collator import B3HardNegativeCollator
 from b3_st.config import B3Config
 from b3_st.hub import HubPushInfo, load_mined_from_hub, push_mined
 from b3_st.mining import load_or_mine, mine
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "B3BatchSampler",
     "B3Config",
+    "B3HardNegativeCollator",
     "B3SamplerFactory",
     "B3TrainingArguments",
     "HubPushInfo",

@@ -35,6 +35,9 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
             b3_window_size=100,
             b3_cluster_size=8,
         )
+
+    With ``b3_hard_negatives=h`` (B3++) pass
+    ``data_collator=B3HardNegativeCollator.for_model(model, args)`` to the trainer as well.
     """
 
     # Optional[...] rather than "X | None" because HfArgumentParser reads these annotations at runtime.
@@ -88,6 +91,15 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
     b3_hub_private: Optional[bool] = field(  # noqa: UP007
         default=None, metadata={"help": "Create b3_hub_repo_id as a private repo when a push creates it."}
     )
+    b3_hard_negatives: int = field(
+        default=0,
+        metadata={"help": "B3++: hard negatives per row drawn from the rank windows (the paper used 5); 0 for "
+                          "none. Each one is one more text to encode per row. Needs B3HardNegativeCollator."},
+    )
+    b3_hard_negative_source: str = field(
+        default="batch",
+        metadata={"help": "'batch': draw from the rank windows of the whole batch; 'row': from each row's own window."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -101,7 +113,11 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
                 "was passed. Leave batch_sampler at its default, or use SentenceTransformerTrainingArguments "
                 "with batch_sampler=B3BatchSampler.bind(...)."
             )
-        self.batch_sampler = B3BatchSampler.bind(self.b3_config())
+        self.batch_sampler = B3BatchSampler.bind(
+            self.b3_config(),
+            hard_negatives=self.b3_hard_negatives,
+            hard_negative_source=self.b3_hard_negative_source,
+        )
 
     def b3_config(self) -> B3Config:
         """Return the :class:`B3Config` that the ``b3_*`` fields describe."""
