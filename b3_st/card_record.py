@@ -37,6 +37,8 @@ class SamplerRecord:
             "commit", "path_in_repo", ...}`` after a push or a Hub load, else ``{"location":
             "local", "cache_folder"}`` with the folder name under the b3_st cache's ``mined``.
         stats: Share of rows in full clusters and batch hardness of the mined result.
+        hard_negatives: B3++ hard negatives drawn per row, 0 for plain B3 batches.
+        hard_negative_source: ``"batch"`` or ``"row"``, where the hard negatives were drawn from.
     """
 
     config: dict[str, Any]
@@ -50,11 +52,14 @@ class SamplerRecord:
     source: dict[str, Any] = field(default_factory=dict)
     ordering: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    hard_negatives: int = 0
+    hard_negative_source: str = "batch"
 
     @classmethod
     def from_sampler(cls, sampler: Any) -> SamplerRecord:
         """Record a constructed :class:`~b3_st.B3BatchSampler`."""
         mined = sampler.mined
+        drawer = getattr(sampler, "hard_negative_drawer", None)
         return cls(
             config=sampler.config.result_settings(),
             batch_size=int(sampler.batch_size),
@@ -67,6 +72,8 @@ class SamplerRecord:
             source=dict(mined.metadata.get("source") or {}),
             ordering=ordering_of(mined),
             stats={key: mined.stats[key] for key in _CARD_STATS if key in mined.stats},
+            hard_negatives=drawer.count if drawer is not None else 0,
+            hard_negative_source=drawer.source if drawer is not None else "batch",
         )
 
     @classmethod
@@ -89,6 +96,8 @@ class SamplerRecord:
             source=dict(values.get("source") or {}),
             ordering=dict(values.get("ordering") or {}),
             stats=dict(values.get("stats") or {}),
+            hard_negatives=int(values.get("hard_negatives") or 0),
+            hard_negative_source=str(values.get("hard_negative_source") or "batch"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +113,8 @@ class SamplerRecord:
             "source": self.source,
             "ordering": self.ordering,
             "stats": self.stats,
+            "hard_negatives": self.hard_negatives,
+            "hard_negative_source": self.hard_negative_source,
         }
 
     def b3_config(self) -> B3Config:
@@ -120,8 +131,10 @@ class SamplerRecord:
 
     def same_sampler(self, other: SamplerRecord) -> bool:
         """Return whether ``other`` records the same data, settings and sampler arguments."""
-        return (self.fingerprint, self.config, self.batch_size, self.drop_last, self.seed) == (
-            other.fingerprint, other.config, other.batch_size, other.drop_last, other.seed,
+        return (self.fingerprint, self.config, self.batch_size, self.drop_last, self.seed, self.hard_negatives,
+                self.hard_negative_source) == (
+            other.fingerprint, other.config, other.batch_size, other.drop_last, other.seed, other.hard_negatives,
+            other.hard_negative_source,
         )
 
 

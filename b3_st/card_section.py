@@ -75,6 +75,10 @@ def sampler_snippet(record: SamplerRecord, model_id: str | None) -> str:
     ]
     config_lines = "".join(f"    {argument},\n" for argument in arguments)
     model_reference = model_id or "path/to/this/model"
+    hard_negative_arguments = ""
+    if record.hard_negatives:
+        hard_negative_arguments = (f", hard_negatives={record.hard_negatives}, "
+                                   f"hard_negative_source={record.hard_negative_source!r}")
     return (
         "```python\n"
         "from b3_st import B3BatchSampler, B3Config, load_sampler_from_model\n"
@@ -89,7 +93,7 @@ def sampler_snippet(record: SamplerRecord, model_id: str | None) -> str:
         f"{config_lines}"
         ")\n"
         f"sampler = B3BatchSampler(train_dataset, batch_size={record.batch_size}, "
-        f"drop_last={record.drop_last}, seed={record.seed}, config=config)\n"
+        f"drop_last={record.drop_last}, seed={record.seed}, config=config{hard_negative_arguments})\n"
         "epoch_0_batches = sampler.epoch_batches(0)\n"
         "```"
     )
@@ -128,6 +132,10 @@ def render_section(records: list[SamplerRecord], model_id: str | None = None) ->
              f"{config.get('edges')}, {config.get('isolated_rows')}, {config.get('community_backend')}"),
             ("Mined ordering", _ordering_cell(record)),
         ]
+        if record.hard_negatives:
+            table.append(("B3++ hard negatives per row",
+                          f"{record.hard_negatives}, drawn from the rank windows of "
+                          f"{'the whole batch' if record.hard_negative_source == 'batch' else 'each row'}"))
         stats = record.stats
         if "hardness_b3" in stats and "hardness_random" in stats:
             table.append((

@@ -202,4 +202,5 @@ def load_sampler_from_model(
                            allow_mining=allow_mining, token=token, teacher_model=teacher_model)
     logger.info("Rebuilt the B3 sampler of %s from its %s", model_id_or_path, CARD_FILE)
     return B3BatchSampler(dataset, batch_size=record.batch_size, drop_last=record.drop_last,
-                          seed=record.seed, config=config, mined=result)
+                          seed=record.seed, config=config, mined=result, hard_negatives=record.hard_negatives,
+                          hard_negative_source=record.hard_negative_source)

@@ -35,7 +35,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 from transformers import AutoTokenizer
 
-from b3_st import B3BatchSampler, B3Config
+from b3_st import B3BatchSampler, B3Config, B3HardNegativeCollator
 
 logger = logging.getLogger("quality")
 
@@ -141,12 +141,11 @@ def main() -> None:
                       isolated_rows=arguments.isolated_rows)
     preparation_start = time.perf_counter()
     batch_sampler = BatchSamplers.NO_DUPLICATES
+    hard_negatives = int(arguments.method[-1]) if arguments.method[-1].isdigit() else 0
     if arguments.method.startswith("b3"):
-        batch_sampler = B3BatchSampler.bind(config)
+        batch_sampler = B3BatchSampler.bind(config, hard_negatives=hard_negatives)
     if arguments.method.startswith("hn"):
-        train = mined_hard_negative_dataset(train, int(arguments.method[2:]), arguments)
-    if arguments.method.startswith("b3pp"):
-        raise SystemExit("error: B3++ methods need b3_st's hard negative support, not in this version.")
+        train = mined_hard_negative_dataset(train, hard_negatives, arguments)
     preparation_seconds = time.perf_counter() - preparation_start
 
     args = SentenceTransformerTrainingArguments(
@@ -154,7 +153,8 @@ def main() -> None:
         num_train_epochs=arguments.epochs, learning_rate=learning_rate, warmup_steps=0.1, seed=arguments.seed,
         save_strategy="no", logging_steps=50, report_to=[], batch_sampler=batch_sampler, use_cpu=True,
     )
-    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train,
+    collator = B3HardNegativeCollator.for_model(student, args) if arguments.method.startswith("b3") else None
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train, data_collator=collator,
                                          loss=MultipleNegativesRankingLoss(student))
     sampler_start = time.perf_counter()
     sampler = trainer.get_train_dataloader().batch_sampler
@@ -171,7 +171,7 @@ def main() -> None:
         "test_queries": arguments.test_queries, "learning_rate": learning_rate, "epochs": arguments.epochs,
         "skip_top": arguments.skip_top, "window_size": arguments.window_size,
         "cluster_size": arguments.cluster_size, "edges": arguments.edges, "isolated_rows": arguments.isolated_rows,
-        "tag": arguments.tag, "ndcg@10": round(float(ndcg), 4), "train_loss": round(output.training_loss, 4),
+        "hard_negatives": hard_negatives, "tag": arguments.tag, "ndcg@10": round(float(ndcg), 4), "train_loss": round(output.training_loss, 4),
         "steps": output.global_step, "train_seconds": round(train_seconds, 1),
         "preparation_seconds": round(preparation_seconds, 1),
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",

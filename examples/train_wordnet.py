@@ -32,7 +32,7 @@ from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-from b3_st import B3BatchSampler, B3TrainingArguments
+from b3_st import B3BatchSampler, B3HardNegativeCollator, B3TrainingArguments
 
 logger = logging.getLogger("train_wordnet")
 
@@ -71,6 +71,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--cluster-size", type=int, default=8, help="Rows per B3 cluster (K).")
     parser.add_argument("--skip-top", type=int, default=30, help="Top-ranked positives skipped per anchor (p).")
     parser.add_argument("--window-size", type=int, default=100, help="Positives kept per anchor after those (m).")
+    parser.add_argument("--hard-negatives", type=int, default=0, metavar="H",
+                        help="B3++: hard negatives per row drawn from the rank windows of the batch, 0 for none "
+                             "(the paper used 5). Each is one more text to encode per row.")
     parser.add_argument("--epochs", type=float, default=1.0, help="Training epochs.")
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="Peak learning rate.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of training and of the batch order.")
@@ -166,13 +169,18 @@ def main() -> None:
             b3_skip_top=arguments.skip_top,
             b3_window_size=arguments.window_size,
             b3_cluster_size=arguments.cluster_size,
+            b3_hard_negatives=arguments.hard_negatives,
         )
+        collator = B3HardNegativeCollator.for_model(student, args)
     else:
+        if arguments.hard_negatives:
+            raise SystemExit("error: --hard-negatives needs --batching b3.")
         from sentence_transformers import SentenceTransformerTrainingArguments
 
         args = SentenceTransformerTrainingArguments(**common, batch_sampler=BatchSamplers.NO_DUPLICATES)
+        collator = None
 
-    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train,
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train, data_collator=collator,
                                          loss=MultipleNegativesRankingLoss(student))
     start = time.perf_counter()
     batch_sampler = trainer.get_train_dataloader().batch_sampler
@@ -185,6 +193,7 @@ def main() -> None:
         "batching": arguments.batching,
         "train_rows": len(train),
         "batch_size": arguments.batch_size,
+        "hard_negatives": arguments.hard_negatives,
         "ndcg@10_before": round(before, 4),
         "ndcg@10_after": round(after, 4),
         "sampler_seconds": round(mining_seconds, 1),

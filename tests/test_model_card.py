@@ -344,3 +344,23 @@ def test_dataset_dict_records_each_dataset(tiny_teacher_path, minilm_path, tmp_p
     rebuilt = load_sampler_from_model(tmp_path / "model", train_dataset["examples"])
     assert rebuilt.epoch_batches(0) == samplers[1].epoch_batches(0)
     assert rebuilt.epoch_batches(1) == samplers[1].epoch_batches(1)
+
+
+def test_card_record_keeps_hard_negative_settings():
+    from b3_st.card_record import SamplerRecord
+    from b3_st.card_section import render_section
+
+    record = SamplerRecord(config={"teacher": "t", "skip_top": 30, "window_size": 100, "cluster_size": 8,
+                                   "seed": 0, "edges": "mutual", "isolated_rows": "attach",
+                                   "community_backend": "leiden"},
+                           batch_size=64, drop_last=False, seed=0, fingerprint="f" * 64, rows=100,
+                           anchor_column="anchor", positive_column="positive", hard_negatives=5,
+                           hard_negative_source="row")
+    restored = SamplerRecord.from_dict(record.to_dict())
+    assert restored.hard_negatives == 5
+    assert restored.hard_negative_source == "row"
+    assert restored.same_sampler(record)
+
+    section = render_section([record])
+    assert "| B3++ hard negatives per row | 5, drawn from the rank windows of each row |" in section
+    assert "hard_negatives=5, hard_negative_source='row'" in section
