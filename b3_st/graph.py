@@ -83,28 +83,29 @@ def build_window_graph(indices: np.ndarray, scores: np.ndarray, edges: EdgePolic
     ``"mutual"`` keeps a pair only when each row is in the other's window; ``"all"`` keeps a pair
     when either is. Memory is linear in ``rows * window_size``: every directed edge becomes one
     int64 key of its unordered pair, and one sort brings the two directions of a pair together.
-    A window lists a row at most once, so a key occurs once or twice.
     """
     rows = len(indices)
     keys, weights = _sorted_pair_keys(indices, scores)
-    same_as_next = keys[1:] == keys[:-1]
 
-    if edges == "mutual":
-        first = np.flatnonzero(same_as_next)
-        second = first + 1
-    else:
-        first = np.flatnonzero(np.concatenate([[True], ~same_as_next]))[: len(keys)]
-        doubled = np.concatenate([same_as_next, [False]])[first]
-        second = np.where(doubled, first + 1, first)
-    pair_keys = keys[first]
-    mean_weights = (weights[first] + weights[second]) / np.float32(2)
-    del keys, weights, same_as_next
+    if len(keys) == 0:
+        return WindowGraph(rows=rows, sources=np.zeros(0, dtype=np.int64), targets=np.zeros(0, dtype=np.int64),
+                           weights=np.zeros(0, dtype=np.float32))
+
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    counts = np.diff(np.append(starts, len(keys)))
+    summed = np.add.reduceat(weights, starts)
+    pair_keys = keys[starts]
+    del keys, weights
+
+    # Both directions of a pair give two equal keys, one direction gives one.
+    keep = counts >= 2 if edges == "mutual" else np.ones(len(pair_keys), dtype=bool)
+    pair_keys = pair_keys[keep]
 
     graph = WindowGraph(
         rows=rows,
         sources=pair_keys // rows,
         targets=pair_keys % rows,
-        weights=mean_weights.astype(np.float32, copy=False),
+        weights=(summed[keep] / counts[keep]).astype(np.float32),
     )
     logger.info("Window graph (%s edges): %d rows, %d edges, %d isolated rows",
                 edges, rows, graph.edge_count, int((graph.degrees() == 0).sum()))

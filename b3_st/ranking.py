@@ -1,10 +1,10 @@
 """Rank windows: for each anchor, the positives at ranks ``[skip_top, skip_top + window_size)``.
 
 Up to ``exact_search_max_rows`` rows every anchor is searched exactly. Above it the positives go
-into an approximate index (IVF lists with 4-bit product-quantised fast-scan codes, whose best
-candidates are re-scored with exact inner products), and the number of probed lists is raised until
-the windows of a sample of rows reach a recall target against exact search (see
-:func:`ivf_parameters`).
+into an approximate index: IVF lists with 4-bit product-quantised fast-scan codes, whose best
+candidates are re-scored with exact inner products. Its probed lists and re-scored candidates are
+raised until the windows of a sample of rows reach a recall target against exact search (see
+:func:`ivf_parameters` and :func:`compute_rank_windows`).
 """
 
 from __future__ import annotations
@@ -27,16 +27,17 @@ logger = logging.getLogger(__name__)
 MAX_EXTRA_NEIGHBOURS = 256
 QUERY_CHUNK_ROWS = 8192
 
-# Approximate search: candidates re-scored exactly per neighbour asked for (first and largest
-# value), rows whose windows tune the index, and the largest share of lists probed, beyond which
-# an approximate search costs about as much as an exact one.
+# Candidates re-scored exactly per requested neighbour, at the first calibration step and at most.
 INITIAL_REFINE_FACTOR = 2
 MAX_REFINE_FACTOR = 16
 # A refine factor doubling that gains less window recall than this is not repeated.
 MIN_REFINE_GAIN = 0.005
+# Rows whose windows tune the approximate index.
 CALIBRATION_ROWS = 1000
+# Largest share of lists that calibration probes.
 MAX_PROBED_SHARE = 0.25
-# faiss GPU indexes return at most this many neighbours per query (faiss 1.7.3 and later).
+# faiss GPU indexes return at most this many neighbours per query, as sentence-transformers 6.3
+# documents for its own faiss GPU search in mine_hard_negatives.
 GPU_MAX_NEIGHBOURS = 2048
 
 SearchFunction = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -125,8 +126,7 @@ class IVFParameters:
             dimension when the dimension is odd). Fine codes rank the scanned rows well enough that
             re-scoring a few times ``neighbours`` of them exactly finds most of the window.
         initial_probes: Lists probed at the first calibration step, about 1% of them and at least 8.
-        max_probes: Most lists probed, ``MAX_PROBED_SHARE`` of them. Beyond that share an
-            approximate search costs about as much as an exact one.
+        max_probes: Most lists probed during calibration, ``MAX_PROBED_SHARE`` of them.
     """
 
     lists: int
@@ -140,13 +140,15 @@ def ivf_parameters(rows: int, dim: int) -> IVFParameters:
     """Return the approximate-index settings for ``rows`` positives of dimension ``dim``.
 
     The list count grows with ``sqrt(rows)``, as faiss recommends, but at half the usual
-    ``4 * sqrt(rows)``: 4-bit fast-scan codes make scanning a list cheap, so fewer and longer lists
-    scan the same share of rows while halving the cost of training the lists and of assigning
-    queries to them. At 1M synthetic rows this cut the search CPU time by about a quarter at equal
-    recall (``benchmarks/mining_scale.py``). The probe count starts near 1% of the lists and the calibration in
-    :func:`compute_rank_windows` raises it until the sampled window recall reaches the target,
-    because the share of lists that a rank window spans depends on the data, not only on the row
-    count.
+    ``4 * sqrt(rows)``. Scanning 4-bit fast-scan codes is cheap, so fewer and longer lists scan the
+    same share of rows while halving the cost of training the lists and of assigning queries to
+    them. In one measurement on 1M synthetic rows (``benchmarks/synthetic_pairs.py``) with two CPU
+    cores, training, adding and searching took about 230 CPU seconds with 2,000 lists and 320 with
+    4,000, at equal window recall.
+
+    The probe count starts near 1% of the lists, and the calibration in
+    :func:`compute_rank_windows` raises it until the sampled window recall reaches the target. The
+    share of lists that a rank window spans depends on the data, not only on the row count.
     """
     lists = max(1, min(int(round(2 * math.sqrt(rows))), rows // 39))
     initial_probes = min(lists, max(8, lists // 128))
@@ -161,7 +163,7 @@ def ivf_parameters(rows: int, dim: int) -> IVFParameters:
 
 @dataclass
 class ApproximateIndex:
-    """An IVF fast-scan index with exact re-scoring; keeps the sub-indexes alive for faiss."""
+    """An IVF fast-scan index with exact re-scoring, holding references to the sub-indexes that faiss uses."""
 
     index: faiss.IndexRefineFlat
     ivf: faiss.IndexIVFPQFastScan
@@ -197,9 +199,9 @@ def build_approximate_index(positives: np.ndarray, seed: int, show_progress_bar:
                 parameters.subquantizers, parameters.training_rows)
 
     # The list centroids are one large k-means that uses every thread. The product quantiser is
-    # hundreds of tiny k-means whose OpenMP barriers stall for seconds each when other processes
-    # hold the cores, so it trains on one thread; ivf.train() then only trains the quantiser,
-    # because the list centroids are already in place.
+    # hundreds of tiny k-means, and their OpenMP barriers made its training 30 to 80 times slower on
+    # two threads than on one while other processes held the cores. So it trains on one thread, and
+    # ivf.train() trains only the quantiser because the list centroids are already in place.
     faiss.Clustering(dim, parameters.lists, ivf.cp).train(training, quantizer)
     quantizer.is_trained = True
     threads = faiss.omp_get_max_threads()
