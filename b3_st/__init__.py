@@ -6,7 +6,7 @@ from b3_st.card_record import read_card_records
 from b3_st.collator import B3HardNegativeCollator
 from b3_st.config import B3Config
 from b3_st.hub import HubPushInfo, load_mined_from_hub, push_mined
-from b3_st.mining import load_or_mine, mine
+from b3_st.mining import MinedClusters, load_or_mine, mine, mine_from_embeddings
 from b3_st.model_card import add_b3_to_model_card
 from b3_st.reproduce import OrderingNotFoundError, load_sampler_from_model
 from b3_st.result import MinedResult, MinedResultMismatchError
@@ -22,6 +22,7 @@ __all__ = [
     "B3SamplerFactory",
     "B3TrainingArguments",
     "HubPushInfo",
+    "MinedClusters",
     "MinedResult",
     "MinedResultMismatchError",
     "OrderingNotFoundError",
@@ -30,6 +31,7 @@ __all__ = [
     "load_or_mine",
     "load_sampler_from_model",
     "mine",
+    "mine_from_embeddings",
     "push_mined",
     "read_card_records",
 ]

@@ -88,11 +88,24 @@ def _eject_duplicates(labels: np.ndarray, text_ids: np.ndarray) -> tuple[np.ndar
     return labels, len(ejected)
 
 
+# Candidate merges checked against the community sizes in one vectorised pass, doubling from this.
+_FIRST_FILTER_EDGES = 4096
+
+
 class _UnionFind:
-    def __init__(self, sizes: np.ndarray, texts: list[set[int]]) -> None:
+    """Union-find over communities that refuses merges above a size limit or with a shared text.
+
+    The text set of a community is built from its rows on first use, because most communities
+    are only ever rejected by the size check.
+    """
+
+    def __init__(self, sizes: np.ndarray, text_ids: np.ndarray, labels: np.ndarray) -> None:
         self.parent = list(range(len(sizes)))
         self.size = sizes.tolist()
-        self.texts = texts
+        self.text_ids = text_ids
+        self.texts: dict[int, set[int]] = {}
+        self._rows_by_community = np.argsort(labels, kind="stable")
+        self._community_starts = np.searchsorted(labels[self._rows_by_community], np.arange(len(sizes) + 1))
 
     def find(self, node: int) -> int:
         while self.parent[node] != node:
@@ -100,18 +113,35 @@ class _UnionFind:
             node = self.parent[node]
         return node
 
+    def _texts_of(self, root: int) -> set[int]:
+        texts = self.texts.get(root)
+        if texts is None:
+            rows = self._rows_by_community[self._community_starts[root] : self._community_starts[root + 1]]
+            texts = set(self.text_ids[rows].reshape(-1).tolist())
+            self.texts[root] = texts
+        return texts
+
     def try_union(self, first: int, second: int, limit: int) -> bool:
         first, second = self.find(first), self.find(second)
         if first == second or self.size[first] + self.size[second] > limit:
             return False
-        if not self.texts[first].isdisjoint(self.texts[second]):
+        if not self._texts_of(first).isdisjoint(self._texts_of(second)):
             return False
         if self.size[first] < self.size[second]:
             first, second = second, first
         self.parent[second] = first
         self.size[first] += self.size[second]
-        self.texts[first] |= self.texts[second]
+        self.texts[first] |= self.texts.pop(second)
         return True
+
+    def roots(self) -> np.ndarray:
+        """Return the root of every node, by pointer jumping over the whole array at once."""
+        parent = np.asarray(self.parent, dtype=np.int64)
+        while True:
+            grandparent = parent[parent]
+            if np.array_equal(grandparent, parent):
+                return parent
+            parent = grandparent
 
 
 def _attach_small(
@@ -123,7 +153,13 @@ def _attach_small(
     weights: np.ndarray,
     show_progress_bar: bool,
 ) -> np.ndarray:
-    """Merge small communities along directed window edges, strongest edge first."""
+    """Merge small communities along directed window edges, strongest edge first.
+
+    Merges happen one edge at a time in Python, but before each block of edges (blocks double in
+    length) a vectorised pass drops the edges whose two communities are already one or would
+    exceed ``cluster_size`` together. Sizes only grow and communities only join, so a dropped
+    edge would have been refused at its turn as well, and the result equals the plain loop's.
+    """
     sizes = np.bincount(labels)
     small = sizes[labels] < cluster_size
 
@@ -131,26 +167,36 @@ def _attach_small(
     usable = small[sources] & small[targets] & (labels[sources] != labels[targets])
     first = labels[sources[usable]]
     second = labels[targets[usable]]
-    low, high = np.minimum(first, second), np.maximum(first, second)
-    pair_weights = weights[usable]
-    order = np.lexsort((-pair_weights, high, low))
-    low, high, pair_weights = low[order], high[order], pair_weights[order]
-    first_of_pair = np.ones(len(low), dtype=bool)
-    first_of_pair[1:] = (low[1:] != low[:-1]) | (high[1:] != high[:-1])
-    low, high, pair_weights = low[first_of_pair], high[first_of_pair], pair_weights[first_of_pair]
+    pair_keys = np.minimum(first, second) * len(sizes) + np.maximum(first, second)
+    order = np.argsort(pair_keys)
+    pair_keys, pair_weights = pair_keys[order], weights[usable][order]
+    if len(pair_keys):
+        starts = np.flatnonzero(np.concatenate([[True], pair_keys[1:] != pair_keys[:-1]]))
+        pair_weights = np.maximum.reduceat(pair_weights, starts)
+        pair_keys = pair_keys[starts]
+
+    # Pairs are in (low, high) order here, so equal weights keep that order.
     strongest_first = np.argsort(-pair_weights, kind="stable")
+    low, high = np.divmod(pair_keys[strongest_first], len(sizes))
 
-    community_texts: list[set[int]] = [set() for _ in range(len(sizes))]
-    for row in np.nonzero(small)[0]:
-        community_texts[labels[row]].update(text_ids[row].tolist())
-    union_find = _UnionFind(sizes, community_texts)
+    union_find = _UnionFind(sizes, text_ids, labels)
+    block_start, block_length = 0, _FIRST_FILTER_EDGES
+    with tqdm(total=len(low), desc="Attaching small clusters", disable=not show_progress_bar,
+              mininterval=1.0, unit="edge") as progress:
+        while block_start < len(low):
+            block = slice(block_start, block_start + block_length)
+            roots = union_find.roots()
+            root_sizes = np.asarray(union_find.size)
+            low_roots, high_roots = roots[low[block]], roots[high[block]]
+            feasible = (low_roots != high_roots) & (root_sizes[low_roots] + root_sizes[high_roots] <= cluster_size)
+            for first_community, second_community in zip(low[block][feasible].tolist(),
+                                                          high[block][feasible].tolist()):
+                union_find.try_union(first_community, second_community, cluster_size)
+            progress.update(len(low[block]))
+            block_start += block_length
+            block_length *= 2
 
-    for pair in tqdm(strongest_first, desc="Attaching small clusters", disable=not show_progress_bar,
-                     mininterval=1.0, unit="edge"):
-        union_find.try_union(int(low[pair]), int(high[pair]), cluster_size)
-
-    roots = np.array([union_find.find(label) for label in range(len(sizes))], dtype=np.int64)
-    return _relabel(roots[labels])
+    return _relabel(union_find.roots()[labels])
 
 
 def _pack_small(labels: np.ndarray, cluster_size: int, generator: np.random.Generator) -> np.ndarray:

@@ -20,7 +20,8 @@ class B3Config:
 
     Every field that changes the mined result is part of :meth:`settings_key`, so a cached result is
     reused only when all of them match. Fields that only change speed (``encode_batch_size``,
-    ``device``, ``show_progress_bar``) and where results are stored (``cache_dir``) are left out.
+    ``device``, ``encode_devices``, ``show_progress_bar``) and where results are stored
+    (``cache_dir``) are left out.
 
     Args:
         teacher: Hub model id or local folder of the SentenceTransformer that embeds the rows.
@@ -55,9 +56,20 @@ class B3Config:
         leiden_iterations: Leiden iterations. A negative number runs until no improvement.
         exact_search_max_rows: Largest dataset searched exactly (faiss ``IndexFlatIP``). Larger
             datasets use an approximate IVF index, whose recall against exact search is measured
-            on a sample and logged.
+            on a sample and logged. Exact search costs ``rows**2 * dim`` multiply-adds, so its
+            time grows with the square of the row count; ``docs/benchmarks.md`` lists measured times.
+        recall_target: Share of the exact rank window that the approximate search must find on a
+            sample of rows. The number of probed IVF lists is doubled until it does or until a
+            quarter of the lists is probed (see :func:`b3_st.ranking.ivf_parameters`). Higher
+            targets probe more lists and search longer.
+        search_on_gpu: Search exactly on every visible GPU with faiss-gpu, for any dataset size.
+            Needs the ``faiss-gpu`` package and a CUDA GPU; raises ``RuntimeError`` without them.
         encode_batch_size: Batch size of the teacher's encoding.
         device: Torch device of the teacher, ``None`` lets sentence-transformers choose.
+        encode_devices: Devices of a sentence-transformers multi-process pool that encodes in
+            parallel, such as ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]``. Each process loads its
+            own copy of the teacher, so on CPU it helps only when one process leaves cores idle.
+            ``None`` encodes in this process on ``device``.
         cache_dir: Folder for cached embeddings and mined results. ``None`` uses
             ``$HF_HOME/b3_st`` (by default ``~/.cache/huggingface/b3_st``).
         show_progress_bar: Show tqdm progress bars for the long steps.
@@ -95,8 +107,11 @@ class B3Config:
     community_backend: str = "leiden"
     leiden_iterations: int = 2
     exact_search_max_rows: int = 150_000
+    recall_target: float = 0.9
+    search_on_gpu: bool = False
     encode_batch_size: int = 128
     device: str | None = field(default=None, metadata={"affects_result": False})
+    encode_devices: list[str] | None = field(default=None, metadata={"affects_result": False})
     cache_dir: str | None = field(default=None, metadata={"affects_result": False})
     show_progress_bar: bool = field(default=True, metadata={"affects_result": False})
     hub_repo_id: str | None = field(default=None, metadata={"affects_result": False})
@@ -123,6 +138,15 @@ class B3Config:
             raise ValueError(f"edges={self.edges!r} is invalid: use 'mutual' or 'all'.")
         if self.isolated_rows not in ("attach", "random"):
             raise ValueError(f"isolated_rows={self.isolated_rows!r} is invalid: use 'attach' or 'random'.")
+        if not 0.0 < self.recall_target <= 1.0:
+            raise ValueError(f"recall_target={self.recall_target} is invalid: use a share in (0, 1], such as 0.9.")
+        if self.encode_devices is not None and (
+            isinstance(self.encode_devices, str) or not self.encode_devices
+        ):
+            raise ValueError(
+                f"encode_devices={self.encode_devices!r} is invalid: pass a non-empty list of torch devices, "
+                "such as ['cuda:0', 'cuda:1'], or None to encode in this process."
+            )
         if self.query_prompt is not None and self.query_prompt_name is not None:
             raise ValueError("Both query_prompt and query_prompt_name are set: pass only one of them.")
         if self.document_prompt is not None and self.document_prompt_name is not None:

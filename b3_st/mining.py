@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from typing import Any
 
@@ -12,15 +13,15 @@ from datasets import Dataset
 
 from b3_st.batches import EpochBatcher
 from b3_st.cache import mined_dir
-from b3_st.clusters import build_clusters
+from b3_st.clusters import ClusterAssignment, build_clusters
 from b3_st.communities import get_backend
 from b3_st.config import B3Config
 from b3_st.data import PairData, read_pairs
-from b3_st.graph import build_window_graph, directed_edges
-from b3_st.ranking import compute_rank_windows
+from b3_st.graph import WindowGraph, build_window_graph, directed_edges
+from b3_st.ranking import RankWindows, compute_rank_windows
 from b3_st.result import MinedResult
 from b3_st.stats import batch_hardness, cluster_size_histogram, random_batches
-from b3_st.teacher import TeacherEmbeddings, embed_pairs
+from b3_st.teacher import embed_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,115 @@ def dataset_source(dataset: Dataset) -> dict[str, Any]:
     return source
 
 
+@dataclass
+class MinedClusters:
+    """What mining computes from teacher embeddings, before :func:`mine` wraps it in a result.
+
+    Attributes:
+        windows: Rank windows of every row.
+        graph: The window graph.
+        membership: Community id of every row, from the community backend.
+        assignment: Final clusters of exactly ``cluster_size`` rows.
+        seconds: Seconds per stage (``search``, ``graph``, ``communities``, ``clusters``,
+            ``statistics``), each stage starting where the previous one ended.
+        stats: Statistics of the run (see :func:`mine`), without ``seconds``.
+    """
+
+    windows: RankWindows
+    graph: WindowGraph
+    membership: np.ndarray
+    assignment: ClusterAssignment
+    seconds: dict[str, float]
+    stats: dict[str, Any]
+
+
+def _check_embeddings(anchors: np.ndarray, positives: np.ndarray, text_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if anchors.ndim != 2 or anchors.shape != positives.shape:
+        raise ValueError(
+            f"anchors {anchors.shape} and positives {positives.shape} must be 2-D arrays of the same shape, "
+            "one row per dataset row."
+        )
+    if text_ids.shape != (len(anchors), 2):
+        raise ValueError(
+            f"text_ids has shape {text_ids.shape}, expected ({len(anchors)}, 2): one anchor and one positive "
+            "text id per row, as b3_st.data.assign_text_ids returns."
+        )
+    # faiss reads C-contiguous float32; this copies only when the input is anything else.
+    return (np.ascontiguousarray(anchors, dtype=np.float32), np.ascontiguousarray(positives, dtype=np.float32))
+
+
+def mine_from_embeddings(
+    anchors: np.ndarray,
+    positives: np.ndarray,
+    text_ids: np.ndarray,
+    config: B3Config | None = None,
+    *,
+    stats_batch_size: int = DEFAULT_STATS_BATCH_SIZE,
+) -> MinedClusters:
+    """Mine B3 clusters from teacher embeddings that are already computed.
+
+    :func:`mine` calls this after encoding. Call it directly to mine embeddings made elsewhere, for
+    example by a multi-GPU encoding job, or to measure mining without encoding.
+
+    Args:
+        anchors: ``(rows, dim)`` L2-normalised embeddings of the anchors.
+        positives: ``(rows, dim)`` L2-normalised embeddings of the positives.
+        text_ids: ``(rows, 2)`` ids of the anchor and positive texts, equal ids for equal texts
+            across both columns (see :func:`b3_st.data.assign_text_ids`). Rows with the same
+            positive id never enter each other's windows, and no cluster repeats an id.
+        config: Mining settings; only the fields after encoding are used.
+        stats_batch_size: Batch size at which the batch hardness statistic is measured.
+    """
+    config = config or B3Config()
+    anchors, positives = _check_embeddings(anchors, positives, text_ids)
+    check_minable(len(anchors), config)
+    seconds: dict[str, float] = {}
+    checkpoint = time.perf_counter()
+
+    def finish(stage: str) -> None:
+        nonlocal checkpoint
+        now = time.perf_counter()
+        seconds[stage] = now - checkpoint
+        checkpoint = now
+
+    windows = compute_rank_windows(
+        anchors,
+        positives,
+        text_ids[:, 1],
+        config.skip_top,
+        config.window_size,
+        exact_search_max_rows=config.exact_search_max_rows,
+        seed=config.seed,
+        show_progress_bar=config.show_progress_bar,
+        recall_target=config.recall_target,
+        search_on_gpu=config.search_on_gpu,
+    )
+    finish("search")
+
+    graph = build_window_graph(windows.indices, windows.scores, config.edges)
+    finish("graph")
+
+    logger.info("Detecting communities with %s (max size %d)", config.community_backend, config.cluster_size)
+    membership = get_backend(config.community_backend).partition(
+        graph, config.cluster_size, config.seed, config.leiden_iterations
+    )
+    finish("communities")
+
+    sources, targets, weights = directed_edges(windows.indices, windows.scores)
+    assignment = build_clusters(
+        membership, text_ids, config.cluster_size, sources, targets, weights,
+        isolated_rows=config.isolated_rows, seed=config.seed, show_progress_bar=config.show_progress_bar,
+    )
+    del sources, targets, weights
+    finish("clusters")
+
+    stats = _statistics(anchors, positives, text_ids, graph, membership, assignment, config, windows,
+                        stats_batch_size)
+    finish("statistics")
+    return MinedClusters(windows=windows, graph=graph, membership=membership, assignment=assignment,
+                         seconds=seconds, stats=stats)
+
+
 def mine(
     dataset: Dataset,
     config: B3Config | None = None,
@@ -98,51 +208,21 @@ def mine(
     config = config or B3Config()
     pairs = pairs or read_pairs(dataset, config.anchor_column, config.positive_column)
     check_minable(len(pairs), config)
-    timings: dict[str, float] = {}
 
     embeddings = embed_pairs(pairs, config, model=teacher_model)
-    timings["encode"] = embeddings.encode_seconds
+    mined = mine_from_embeddings(embeddings.anchors, embeddings.positives, pairs.text_ids, config,
+                                 stats_batch_size=stats_batch_size)
 
-    windows = compute_rank_windows(
-        embeddings.anchors,
-        embeddings.positives,
-        pairs.positive_ids,
-        config.skip_top,
-        config.window_size,
-        exact_search_max_rows=config.exact_search_max_rows,
-        seed=config.seed,
-        show_progress_bar=config.show_progress_bar,
-    )
-    timings["search"] = windows.seconds
-
-    start = time.perf_counter()
-    graph = build_window_graph(windows.indices, windows.scores, config.edges)
-    timings["graph"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    logger.info("Detecting communities with %s (max size %d)", config.community_backend, config.cluster_size)
-    membership = get_backend(config.community_backend).partition(
-        graph, config.cluster_size, config.seed, config.leiden_iterations
-    )
-    timings["communities"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    sources, targets, weights = directed_edges(windows.indices, windows.scores)
-    assignment = build_clusters(
-        membership, pairs.text_ids, config.cluster_size, sources, targets, weights,
-        isolated_rows=config.isolated_rows, seed=config.seed, show_progress_bar=config.show_progress_bar,
-    )
-    timings["clusters"] = time.perf_counter() - start
-
-    stats = _statistics(pairs, embeddings, graph, membership, assignment, config, windows, stats_batch_size)
-    stats["seconds"] = {name: round(value, 3) for name, value in timings.items()}
-    stats["seconds"]["mining_after_encode"] = round(sum(v for k, v in timings.items() if k != "encode"), 3)
+    stats = mined.stats
+    stats["seconds"] = {"encode": round(embeddings.encode_seconds, 3)}
+    stats["seconds"].update({name: round(value, 3) for name, value in mined.seconds.items()})
+    stats["seconds"]["mining_after_encode"] = round(sum(mined.seconds.values()), 3)
     stats["encoded"] = not embeddings.from_cache
     _log_statistics(stats)
 
     return MinedResult(
-        cluster_ids=assignment.cluster_ids,
-        windows=windows.indices,
+        cluster_ids=mined.assignment.cluster_ids,
+        windows=mined.windows.indices,
         config=config,
         fingerprint=pairs.fingerprint,
         metadata={
@@ -158,22 +238,24 @@ def mine(
 
 
 def _statistics(
-    pairs: PairData,
-    embeddings: TeacherEmbeddings,
-    graph,
+    anchors: np.ndarray,
+    positives: np.ndarray,
+    text_ids: np.ndarray,
+    graph: WindowGraph,
     membership: np.ndarray,
-    assignment,
+    assignment: ClusterAssignment,
     config: B3Config,
-    windows,
+    windows: RankWindows,
     stats_batch_size: int,
 ) -> dict[str, Any]:
-    rows = len(pairs)
+    rows = len(anchors)
     stats: dict[str, Any] = {
         "rows": rows,
         "edges": graph.edge_count,
         "isolated_rows": int((graph.degrees() == 0).sum()),
         "search": windows.search,
         "search_recall": windows.recall,
+        "search_calibration": windows.calibration,
         "community_size_histogram": cluster_size_histogram(membership),
         "rows_in_full_communities": assignment.rows_in_full_communities,
         "rows_attached": assignment.rows_attached,
@@ -184,12 +266,12 @@ def _statistics(
 
     batch_size = stats_batch_size - stats_batch_size % config.cluster_size or config.cluster_size
     if rows >= batch_size:
-        batcher = EpochBatcher(assignment.cluster_ids, config.cluster_size, batch_size, False, pairs.text_ids)
+        batcher = EpochBatcher(assignment.cluster_ids, config.cluster_size, batch_size, False, text_ids)
         b3_batches = batcher.epoch_batches(seed=config.seed)
         stats["hardness_batch_size"] = batch_size
-        stats["hardness_b3"] = round(batch_hardness(embeddings.anchors, embeddings.positives, b3_batches), 4)
+        stats["hardness_b3"] = round(batch_hardness(anchors, positives, b3_batches), 4)
         stats["hardness_random"] = round(
-            batch_hardness(embeddings.anchors, embeddings.positives, random_batches(rows, batch_size, config.seed)),
+            batch_hardness(anchors, positives, random_batches(rows, batch_size, config.seed)),
             4,
         )
     return stats

@@ -82,8 +82,12 @@ def load_teacher(config: B3Config):
     return SentenceTransformer(config.teacher, revision=config.teacher_revision, device=config.device)
 
 
-def encode_texts(model, texts: list[str], config: B3Config, role: str) -> np.ndarray:
-    """Encode the distinct texts once and return L2-normalised float32 rows for every input."""
+def encode_texts(model, texts: list[str], config: B3Config, role: str, pool: dict | None = None) -> np.ndarray:
+    """Encode the distinct texts once and return L2-normalised float32 rows for every input.
+
+    ``pool`` is a sentence-transformers multi-process pool (``model.start_multi_process_pool``)
+    that splits the texts over its processes; ``None`` encodes in this process.
+    """
     unique_texts, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
 
     if role == "anchor":
@@ -100,6 +104,7 @@ def encode_texts(model, texts: list[str], config: B3Config, role: str) -> np.nda
         show_progress_bar=config.show_progress_bar,
         convert_to_numpy=True,
         normalize_embeddings=True,
+        pool=pool,
     )
     return np.ascontiguousarray(embeddings[inverse], dtype=np.float32)
 
@@ -109,29 +114,38 @@ def embed_pairs(pairs: PairData, config: B3Config, model=None) -> TeacherEmbeddi
 
     The cache key covers the teacher id, revision, prompt and the exact texts of the column, so a
     changed column or prompt is encoded again while a second run on the same data is not.
-    Pass ``model`` to reuse an already loaded teacher.
+    Pass ``model`` to reuse an already loaded teacher. With ``config.encode_devices`` one
+    multi-process pool encodes both columns; its start-up time counts as encoding time.
     """
     folder = embeddings_dir(config.cache_dir)
     results: dict[str, np.ndarray] = {}
     encode_seconds = 0.0
     from_cache = True
+    pool = None
 
-    for role, texts in (("anchor", pairs.anchors), ("positive", pairs.positives)):
-        key = _embedding_key(config, role, _digest(texts))
-        path = folder / f"{key}.npy"
+    try:
+        for role, texts in (("anchor", pairs.anchors), ("positive", pairs.positives)):
+            key = _embedding_key(config, role, _digest(texts))
+            path = folder / f"{key}.npy"
 
-        if path.exists():
-            logger.info("Reusing cached %s embeddings from %s", role, path)
-            results[role] = np.load(path)
-            continue
+            if path.exists():
+                logger.info("Reusing cached %s embeddings from %s", role, path)
+                results[role] = np.load(path)
+                continue
 
-        if model is None:
-            model = load_teacher(config)
-        start = time.perf_counter()
-        results[role] = encode_texts(model, texts, config, role)
-        encode_seconds += time.perf_counter() - start
-        from_cache = False
-        _save_atomic(path, results[role])
+            if model is None:
+                model = load_teacher(config)
+            start = time.perf_counter()
+            if config.encode_devices and pool is None:
+                logger.info("Starting a multi-process encoding pool on %s", config.encode_devices)
+                pool = model.start_multi_process_pool(target_devices=list(config.encode_devices))
+            results[role] = encode_texts(model, texts, config, role, pool=pool)
+            encode_seconds += time.perf_counter() - start
+            from_cache = False
+            _save_atomic(path, results[role])
+    finally:
+        if pool is not None:
+            model.stop_multi_process_pool(pool)
 
     return TeacherEmbeddings(
         anchors=results["anchor"],
