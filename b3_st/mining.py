@@ -122,7 +122,8 @@ def mine_from_embeddings(
         positives: ``(rows, dim)`` L2-normalised embeddings of the positives.
         text_ids: ``(rows, 2)`` ids of the anchor and positive texts, equal ids for equal texts
             across both columns (see :func:`b3_st.data.assign_text_ids`). Rows with the same
-            positive id never enter each other's windows, and no cluster repeats an id.
+            positive id never enter each other's windows, and clusters are built to hold each id
+            once.
         config: Mining settings; only the fields after encoding are used.
         stats_batch_size: Batch size at which the batch hardness statistic is measured.
     """
