@@ -7,7 +7,7 @@ turns the lines into tables and plots.
 Methods:
     random      random batches without duplicate texts (sentence-transformers NoDuplicatesBatchSampler)
     b3          B3BatchSampler batches
-    b3pp1/b3pp5 B3 batches plus 1 or 5 batch-aware hard negatives per row (B3++)
+    b3ppH       B3 batches plus H (1, 3 or 5) batch-aware hard negatives per row (B3++)
     hn1/hn5     random batches plus 1 or 5 hard negatives per row from sentence-transformers'
                 mine_hard_negatives, with the same teacher and rank window
 
@@ -41,7 +41,9 @@ logger = logging.getLogger("quality")
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "wordnet"
 TASKS = {"definition": "definition_words", "example": "example_definition"}
-METHODS = ("random", "b3", "b3pp1", "b3pp5", "hn1", "hn5")
+# Hard negatives per row of each method: B3++ draws them from the batch's rank windows, hn
+# methods from mine_hard_negatives.
+METHODS = {"random": 0, "b3": 0, "b3pp1": 1, "b3pp3": 3, "b3pp5": 5, "hn1": 1, "hn5": 5}
 DEFAULT_LEARNING_RATES = {"static": 0.2, "minilm3": 5e-5}
 
 
@@ -53,7 +55,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--student", choices=["static", "minilm3"], default="static",
                         help="static: 256-dim StaticEmbedding from scratch with MiniLM's tokenizer; minilm3: "
                              "the first 3 layers of all-MiniLM-L6-v2.")
-    parser.add_argument("--method", choices=METHODS, default="b3", help="Batching method (see module doc).")
+    parser.add_argument("--method", choices=sorted(METHODS), default="b3", help="Batching method (see module doc).")
     parser.add_argument("--batch-size", type=int, default=64, help="Rows per batch.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the student, training and batch order.")
     parser.add_argument("--train-rows", type=int, default=None,
@@ -141,7 +143,7 @@ def main() -> None:
                       isolated_rows=arguments.isolated_rows)
     preparation_start = time.perf_counter()
     batch_sampler = BatchSamplers.NO_DUPLICATES
-    hard_negatives = int(arguments.method[-1]) if arguments.method[-1].isdigit() else 0
+    hard_negatives = METHODS[arguments.method]
     if arguments.method.startswith("b3"):
         batch_sampler = B3BatchSampler.bind(config, hard_negatives=hard_negatives)
     if arguments.method.startswith("hn"):

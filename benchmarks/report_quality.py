@@ -23,6 +23,7 @@ METHOD_NAMES = {
     "random": "random (no duplicates)",
     "b3": "B3",
     "b3pp1": "B3++ h=1",
+    "b3pp3": "B3++ h=3",
     "b3pp5": "B3++ h=5",
     "hn1": "random + 1 mined negative",
     "hn5": "random + 5 mined negatives",
