@@ -53,6 +53,14 @@ def _prompt_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _margin_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
+    margin = config.get("relative_margin")
+    if margin is None:
+        return []
+    return [("Positive-aware filter (relative margin)",
+             f"{margin}: window members scoring above {1 - margin:.0%} of the anchor's positive were dropped")]
+
+
 def _dataset_title(record: SamplerRecord) -> str:
     name = record.source.get("data") or record.source.get("dataset_name")
     if name in _FILE_BUILDERS:
@@ -123,6 +131,7 @@ def render_section(records: list[SamplerRecord], model_id: str | None = None) ->
             *_prompt_rows(config),
             ("Skipped top-ranked positives (p)", str(config.get("skip_top"))),
             ("Rank window after them (m)", str(config.get("window_size"))),
+            *_margin_rows(config),
             ("Rows per cluster (K)", str(config.get("cluster_size"))),
             ("Batch size", f"{record.batch_size} rows ({record.batch_size // max(int(config.get('cluster_size') or 1), 1)} "
                            f"clusters), drop last batch: {record.drop_last}"),

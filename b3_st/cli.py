@@ -131,6 +131,9 @@ def _add_mine_parser(commands: argparse._SubParsersAction) -> None:
     mining.add_argument("--batch-size", type=_positive_int, default=64,
                         help="Training batch size, a multiple of K. Checked against K and used to measure batch "
                              "hardness (rows; default: %(default)s).")
+    mining.add_argument("--relative-margin", type=float, default=None, metavar="SHARE",
+                        help="Drop window members whose teacher score is above (1 - SHARE) times the anchor's "
+                             "score with its own positive, for example 0.05 (default: off).")
     mining.add_argument("--edges", choices=("mutual", "all"), default="mutual",
                         help="Graph edges: 'mutual' keeps pairs in each other's window, 'all' every window edge "
                              "(default: %(default)s).")
@@ -261,7 +264,7 @@ def _command_mine(args: argparse.Namespace) -> int:
         query_prompt_name=args.query_prompt_name, document_prompt_name=args.document_prompt_name,
         anchor_column=args.anchor_column, positive_column=args.positive_column,
         skip_top=args.skip_top, window_size=args.window_size, cluster_size=args.cluster_size,
-        edges=args.edges, isolated_rows=args.isolated_rows, seed=args.seed,
+        relative_margin=args.relative_margin, edges=args.edges, isolated_rows=args.isolated_rows, seed=args.seed,
         community_backend=args.community_backend, encode_batch_size=args.encode_batch_size,
         device=args.device, cache_dir=args.cache_dir, show_progress_bar=not args.no_progress,
     )

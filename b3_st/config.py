@@ -44,6 +44,17 @@ class B3Config:
         cluster_size: Rows per cluster (``K`` in the paper). A batch holds ``batch_size //
             cluster_size`` clusters, so ``batch_size`` must be a multiple of it. Small clusters
             mix more topics per batch; large ones make each batch harder but narrower.
+        relative_margin: Positive-aware false-negative filter beside the rank cut. A window
+            member is dropped when its teacher score is above ``(1 - relative_margin)`` times the
+            score of the anchor with its own positive: ``0.05`` keeps only candidates below 95% of
+            the positive's score, as NV-Retriever's TopK-PercPos did. The rank cut comes first, so
+            ``skip_top`` still counts raw ranks, and filtered windows can hold fewer than
+            ``window_size`` rows. ``skip_top`` drops a fixed number of ranks for every anchor
+            whatever their scores. The margin instead adapts to each anchor: it keeps close
+            negatives of anchors whose positive scores high, and drops more where the positive
+            scores low. ``None`` (default) turns the filter off. The threshold is the one of
+            ``relative_margin`` in sentence-transformers' ``mine_hard_negatives`` (the positive's
+            score minus ``relative_margin`` times its magnitude).
         edges: ``"mutual"`` keeps an edge only when each row is in the other's window (the paper's
             rule, a sparse and precise graph); ``"all"`` keeps every window edge, which leaves no
             row isolated but gives a graph about 40 times denser on WordNet definitions.
@@ -101,6 +112,8 @@ class B3Config:
     skip_top: int = 30
     window_size: int = 100
     cluster_size: int = 8
+    # Left out of the settings key while None, so results mined before the option existed still match.
+    relative_margin: float | None = field(default=None, metadata={"omit_when_none": True})
     edges: EdgePolicy = "mutual"
     isolated_rows: IsolatedPolicy = "attach"
     seed: int = 0
@@ -134,6 +147,11 @@ class B3Config:
             raise ValueError(f"window_size={self.window_size} is invalid: it must be 1 or more.")
         if self.cluster_size < 1:
             raise ValueError(f"cluster_size={self.cluster_size} is invalid: it must be 1 or more.")
+        if self.relative_margin is not None and not 0.0 <= self.relative_margin < 1.0:
+            raise ValueError(
+                f"relative_margin={self.relative_margin} is invalid: use a share in [0, 1), such as 0.05 to drop "
+                "candidates above 95% of the positive's score, or None to turn the filter off."
+            )
         if self.edges not in ("mutual", "all"):
             raise ValueError(f"edges={self.edges!r} is invalid: use 'mutual' or 'all'.")
         if self.isolated_rows not in ("attach", "random"):
@@ -163,11 +181,15 @@ class B3Config:
 
     def result_settings(self) -> dict[str, Any]:
         """Return the settings that change the mined result, as a JSON-ready dict."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.metadata.get("affects_result", True)
-        }
+        settings = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata.get("affects_result", True):
+                continue
+            if value is None and f.metadata.get("omit_when_none", False):
+                continue
+            settings[f.name] = value
+        return settings
 
     def settings_key(self) -> str:
         """Return a short hash of :meth:`result_settings`, used in cache folder names."""

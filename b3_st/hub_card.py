@@ -49,6 +49,8 @@ def ordering_entry(result: MinedResult, config_name: str) -> dict[str, Any]:
         "positive_column": result.metadata.get("positive_column"),
         "stats": {key: stats[key] for key in _CARD_STATS if key in stats},
     }
+    if config.relative_margin is not None:
+        entry["relative_margin"] = config.relative_margin
     return entry
 
 
@@ -87,6 +89,9 @@ def build_card(existing: DatasetCard | None, entry: dict[str, Any], repo_id: str
 def _card_text(repo_id: str, orderings: list[dict[str, Any]]) -> str:
     first = orderings[0]
     rows = "\n".join(_table_row(item) for item in orderings)
+    margin_line = ""
+    if first.get("relative_margin") is not None:
+        margin_line = f"\n    relative_margin={first['relative_margin']!r},"
     return f"""
 # B3 mined orderings
 
@@ -123,7 +128,7 @@ batch_sampler = B3BatchSampler.bind(
     teacher={first['teacher']!r},
     skip_top={first['p']},
     window_size={first['m']},
-    cluster_size={first['K']},
+    cluster_size={first['K']},{margin_line}
     seed={first['seed']},
     hub_repo_id={repo_id!r},
 )

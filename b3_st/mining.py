@@ -150,6 +150,7 @@ def mine_from_embeddings(
         show_progress_bar=config.show_progress_bar,
         recall_target=config.recall_target,
         search_on_gpu=config.search_on_gpu,
+        relative_margin=config.relative_margin,
     )
     finish("search")
 
@@ -264,6 +265,8 @@ def _statistics(
         "rows_moved_for_duplicates": assignment.rows_moved_for_duplicates,
         "rows_in_full_clusters_share": round(assignment.rows_in_full_clusters / rows, 4),
     }
+    if config.relative_margin is not None:
+        stats["window_members_dropped_by_margin"] = windows.dropped_by_margin
 
     batch_size = stats_batch_size - stats_batch_size % config.cluster_size or config.cluster_size
     if rows >= batch_size:

@@ -61,6 +61,8 @@ class RankWindows:
             that lie in a probed list). Empty for exact search.
         stage_seconds: Seconds spent building the index, calibrating it, searching all rows and
             measuring recall.
+        dropped_by_margin: Window members removed by ``relative_margin`` (see
+            :func:`drop_close_candidates`), 0 without it.
     """
 
     indices: np.ndarray
@@ -70,6 +72,7 @@ class RankWindows:
     seconds: float = 0.0
     calibration: list[dict[str, float]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    dropped_by_margin: int = 0
 
     @property
     def window_lengths(self) -> np.ndarray:
@@ -100,6 +103,43 @@ def _cut_windows(
     indices[rows, slots] = neighbour_ids[rows, columns]
     scores[rows, slots] = neighbour_scores[rows, columns]
     return indices, scores
+
+
+def drop_close_candidates(
+    indices: np.ndarray,
+    scores: np.ndarray,
+    anchors: np.ndarray,
+    positives: np.ndarray,
+    relative_margin: float,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Remove window members that score too close to the anchor's own positive.
+
+    A member is removed when its teacher score is above ``s - |s| * relative_margin``, where ``s``
+    is the score of the row's anchor with its own positive: ``(1 - relative_margin) * s`` for a
+    positive ``s``, and a threshold that stays below ``s`` when ``s`` is negative. The remaining members move up, so each window keeps
+    its best rank first and its ``-1`` padding at the end. Rows are processed in chunks, so the
+    extra memory stays at a few chunk-sized arrays.
+
+    Returns:
+        The filtered ``indices`` and ``scores`` (new arrays) and the number of members removed.
+    """
+    filtered_indices = np.full_like(indices, -1)
+    filtered_scores = np.full_like(scores, -np.inf)
+    dropped = 0
+
+    for start in range(0, len(indices), QUERY_CHUNK_ROWS):
+        chunk = slice(start, start + QUERY_CHUNK_ROWS)
+        positive_scores = np.einsum("ij,ij->i", anchors[chunk], positives[chunk])
+        limits = positive_scores - np.abs(positive_scores) * relative_margin
+        present = indices[chunk] >= 0
+        keep = present & (scores[chunk] <= limits[:, None])
+        dropped += int(present.sum() - keep.sum())
+
+        rows, columns = np.nonzero(keep)
+        slots = np.cumsum(keep, axis=1)[rows, columns] - 1
+        filtered_indices[chunk][rows, slots] = indices[chunk][rows, columns]
+        filtered_scores[chunk][rows, slots] = scores[chunk][rows, columns]
+    return filtered_indices, filtered_scores, dropped
 
 
 def _neighbour_count(positive_ids: np.ndarray, skip_top: int, window_size: int, rows: int) -> int:
@@ -382,6 +422,7 @@ def compute_rank_windows(
     show_progress_bar: bool = True,
     recall_target: float = 0.9,
     search_on_gpu: bool = False,
+    relative_margin: float | None = None,
 ) -> RankWindows:
     """Search every anchor over all positives and cut its rank window.
 
@@ -394,6 +435,10 @@ def compute_rank_windows(
     ``recall_target`` against exact search, or until both reach their caps, with a warning (see
     :func:`_calibrate`). The recall reported in the result is measured afterwards on another ``recall_sample_rows``
     rows. With ``search_on_gpu`` every dataset is searched exactly on the GPUs.
+
+    With ``relative_margin`` the windows are cut by rank first, then lose the members that score
+    too close to the anchor's own positive (see :func:`drop_close_candidates`), so some windows
+    are shorter than ``window_size``. The recall is measured before this filter.
     """
     start = time.perf_counter()
     rows = len(anchors)
@@ -441,10 +486,17 @@ def compute_rank_windows(
         logger.info("Approximate search %s: window recall %.3f on %d sampled rows", description, recall,
                     len(recall_rows))
 
+    dropped = 0
+    if relative_margin is not None:
+        indices, scores, dropped = drop_close_candidates(indices, scores, anchors, positives, relative_margin)
+        logger.info("relative_margin=%s removed %d of %d window members as likely false negatives",
+                    relative_margin, dropped, rows * window_size)
+
     short = int((indices[:, -1] < 0).sum())
     if short:
         logger.info("%d rows have fewer than %d window members", short, window_size)
 
     return RankWindows(indices=indices, scores=scores, search=description, recall=recall,
                        seconds=time.perf_counter() - start, calibration=calibration,
-                       stage_seconds={name: round(value, 3) for name, value in stage_seconds.items()})
+                       stage_seconds={name: round(value, 3) for name, value in stage_seconds.items()},
+                       dropped_by_margin=dropped)

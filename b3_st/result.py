@@ -175,7 +175,10 @@ class MinedResult:
             return
         expected = config.result_settings()
         found = self.config.result_settings()
-        for name, value in expected.items():
+        # Settings left out while at None appear on one side only, so compare over both.
+        names = list(expected) + [name for name in found if name not in expected]
+        for name in names:
+            value = expected.get(name)
             if found.get(name) != value:
                 symbol = f" ({name} is {_PAPER_SYMBOLS[name]} in the B3 paper)" if name in _PAPER_SYMBOLS else ""
                 raise MinedResultMismatchError(

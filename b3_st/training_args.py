@@ -66,6 +66,11 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
     b3_skip_top: int = field(default=30, metadata={"help": "Top-ranked positives skipped per anchor (p)."})
     b3_window_size: int = field(default=100, metadata={"help": "Positives kept after the skipped ones (m)."})
     b3_cluster_size: int = field(default=8, metadata={"help": "Rows per cluster (K); divides the batch size."})
+    b3_relative_margin: Optional[float] = field(  # noqa: UP007
+        default=None,
+        metadata={"help": "Drop window members scoring above (1 - margin) x the anchor's positive score, "
+                          "e.g. 0.05; default: off."},
+    )
     b3_edges: str = field(default="mutual", metadata={"help": "'mutual' or 'all' window edges."})
     b3_isolated_rows: str = field(
         default="attach", metadata={"help": "'attach' or 'random': what becomes of rows without a full cluster."}
@@ -133,6 +138,7 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
             skip_top=self.b3_skip_top,
             window_size=self.b3_window_size,
             cluster_size=self.b3_cluster_size,
+            relative_margin=self.b3_relative_margin,
             edges=self.b3_edges,
             isolated_rows=self.b3_isolated_rows,
             seed=self.b3_mining_seed,

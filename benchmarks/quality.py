@@ -68,6 +68,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--window-size", type=int, default=100, help="m: ranks kept per anchor.")
     parser.add_argument("--cluster-size", type=int, default=8, help="K: rows per cluster.")
     parser.add_argument("--edges", choices=["mutual", "all"], default="mutual", help="Window edges kept.")
+    parser.add_argument("--relative-margin", type=float, default=None,
+                        help="Drop window members above (1 - this) x the anchor's positive score; default off.")
     parser.add_argument("--isolated-rows", choices=["attach", "random"], default="attach",
                         help="What becomes of rows without a full cluster.")
     parser.add_argument("--results", default="benchmarks/results/quality.jsonl", help="JSON lines file to append to.")
@@ -140,6 +142,7 @@ def main() -> None:
 
     config = B3Config(teacher=teacher_path(), skip_top=arguments.skip_top, window_size=arguments.window_size,
                       cluster_size=arguments.cluster_size, edges=arguments.edges,
+                      relative_margin=arguments.relative_margin,
                       isolated_rows=arguments.isolated_rows)
     preparation_start = time.perf_counter()
     batch_sampler = BatchSamplers.NO_DUPLICATES
@@ -173,6 +176,7 @@ def main() -> None:
         "test_queries": arguments.test_queries, "learning_rate": learning_rate, "epochs": arguments.epochs,
         "skip_top": arguments.skip_top, "window_size": arguments.window_size,
         "cluster_size": arguments.cluster_size, "edges": arguments.edges, "isolated_rows": arguments.isolated_rows,
+        "relative_margin": arguments.relative_margin,
         "hard_negatives": hard_negatives, "tag": arguments.tag, "ndcg@10": round(float(ndcg), 4), "train_loss": round(output.training_loss, 4),
         "steps": output.global_step, "train_seconds": round(train_seconds, 1),
         "preparation_seconds": round(preparation_seconds, 1),
@@ -182,6 +186,8 @@ def main() -> None:
         record["hardness_b3"] = sampler.mined.stats.get("hardness_b3")
         record["hardness_random"] = sampler.mined.stats.get("hardness_random")
         record["mining_seconds"] = sampler.mined.stats.get("seconds")
+        record["rows_in_full_clusters_share"] = sampler.mined.stats.get("rows_in_full_clusters_share")
+        record["window_members_dropped_by_margin"] = sampler.mined.stats.get("window_members_dropped_by_margin")
     Path(arguments.results).parent.mkdir(parents=True, exist_ok=True)
     with open(arguments.results, "a", encoding="utf-8") as file:
         file.write(json.dumps(record) + "\n")
