@@ -72,9 +72,18 @@ def parse_arguments() -> argparse.Namespace:
                         help="Drop window members above (1 - this) x the anchor's positive score; default off.")
     parser.add_argument("--isolated-rows", choices=["attach", "random"], default="attach",
                         help="What becomes of rows without a full cluster.")
+    parser.add_argument("--device", default="cpu",
+                        help="Torch device of the student and teacher, e.g. cuda:0 for the larger cells on a GPU.")
     parser.add_argument("--results", default="benchmarks/results/quality.jsonl", help="JSON lines file to append to.")
     parser.add_argument("--tag", default="", help="Free text stored with the result, e.g. the ablation name.")
     return parser.parse_args()
+
+
+def describe_machine(device: str) -> str:
+    """Name the hardware next to the numbers: the GPU when one trained, else the CPU cores."""
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, {os.cpu_count()} CPU cores"
+    return f"{os.cpu_count()} CPU cores, {platform.machine()}"
 
 
 def teacher_path() -> str:
@@ -87,14 +96,14 @@ def load_split(task: str, split: str) -> Dataset:
     return Dataset.from_parquet(str(DATA_DIR / f"{TASKS[task]}_{split}.parquet")).select_columns(["anchor", "positive"])
 
 
-def build_student(kind: str, seed: int) -> SentenceTransformer:
+def build_student(kind: str, seed: int, device: str) -> SentenceTransformer:
     torch.manual_seed(seed)
     if kind == "static":
         tokenizer = AutoTokenizer.from_pretrained(teacher_path())
         module = StaticEmbedding(tokenizer, embedding_dim=256)
-        return SentenceTransformer(modules=[module], device="cpu")
+        return SentenceTransformer(modules=[module], device=device)
 
-    model = SentenceTransformer(teacher_path(), device="cpu")
+    model = SentenceTransformer(teacher_path(), device=device)
     encoder = model[0].auto_model
     encoder.encoder.layer = encoder.encoder.layer[:3]
     encoder.config.num_hidden_layers = 3
@@ -120,7 +129,7 @@ def mined_hard_negative_dataset(train: Dataset, count: int, arguments: argparse.
     """Return ``train`` with ``count`` negatives per row drawn at random from the teacher's rank window."""
     from sentence_transformers.util import mine_hard_negatives
 
-    teacher = SentenceTransformer(teacher_path(), device="cpu")
+    teacher = SentenceTransformer(teacher_path(), device=arguments.device)
     cache = Path(os.environ.get("B3_ST_CACHE", Path.home() / ".cache" / "huggingface" / "b3_st")) / "st_hard_negatives"
     return mine_hard_negatives(
         train, teacher, range_min=arguments.skip_top, range_max=arguments.skip_top + arguments.window_size,
@@ -138,12 +147,12 @@ def main() -> None:
     if arguments.train_rows is not None and arguments.train_rows < len(train):
         train = train.shuffle(seed=0).select(range(arguments.train_rows))
     evaluator = build_evaluator(arguments.task, arguments.test_queries)
-    student = build_student(arguments.student, arguments.seed)
+    student = build_student(arguments.student, arguments.seed, arguments.device)
 
     config = B3Config(teacher=teacher_path(), skip_top=arguments.skip_top, window_size=arguments.window_size,
                       cluster_size=arguments.cluster_size, edges=arguments.edges,
                       relative_margin=arguments.relative_margin,
-                      isolated_rows=arguments.isolated_rows)
+                      isolated_rows=arguments.isolated_rows, device=arguments.device)
     preparation_start = time.perf_counter()
     batch_sampler = BatchSamplers.NO_DUPLICATES
     hard_negatives = METHODS[arguments.method]
@@ -156,7 +165,7 @@ def main() -> None:
     args = SentenceTransformerTrainingArguments(
         output_dir=f"/tmp/quality-{os.getpid()}", per_device_train_batch_size=arguments.batch_size,
         num_train_epochs=arguments.epochs, learning_rate=learning_rate, warmup_steps=0.1, seed=arguments.seed,
-        save_strategy="no", logging_steps=50, report_to=[], batch_sampler=batch_sampler, use_cpu=True,
+        save_strategy="no", logging_steps=50, report_to=[], batch_sampler=batch_sampler, use_cpu=arguments.device == "cpu",
     )
     collator = B3HardNegativeCollator.for_model(student, args) if arguments.method.startswith("b3") else None
     trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train, data_collator=collator,
@@ -180,7 +189,7 @@ def main() -> None:
         "hard_negatives": hard_negatives, "tag": arguments.tag, "ndcg@10": round(float(ndcg), 4), "train_loss": round(output.training_loss, 4),
         "steps": output.global_step, "train_seconds": round(train_seconds, 1),
         "preparation_seconds": round(preparation_seconds, 1),
-        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
+        "machine": describe_machine(arguments.device),
     }
     if isinstance(sampler, B3BatchSampler):
         record["hardness_b3"] = sampler.mined.stats.get("hardness_b3")

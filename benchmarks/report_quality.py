@@ -85,7 +85,77 @@ def plot(groups: dict[tuple, list[dict]], task: str, student: str, output: Path)
     return True
 
 
-def markdown(groups: dict[tuple, list[dict]], image_dir: Path, docs_dir: Path) -> str:
+def _main_table(groups: dict[tuple, list[dict]], task: str, student: str) -> list[str]:
+    lines = ["| method | batch size | train rows | texts per row | NDCG@10 mean | spread (stdev) | seeds | train s | prep s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    keys = sorted((key for key in groups if key[0] == task and key[1] == student and not key[2]),
+                  key=lambda key: (list(METHOD_NAMES).index(key[3]) if key[3] in METHOD_NAMES else 99, key[4]))
+    for key in keys:
+        runs = groups[key]
+        mean, spread, count = summarise(runs)
+        train_seconds = statistics.mean(run["train_seconds"] for run in runs)
+        preparation = statistics.mean(run["preparation_seconds"] for run in runs)
+        texts = 2 + runs[0].get("hard_negatives", 0)
+        lines.append(f"| {METHOD_NAMES.get(key[3], key[3])} | {key[4]} | {key[5]} | {texts} | {mean:.4f} | "
+                     f"{spread:.4f} | {count} | {train_seconds:.0f} | {preparation:.0f} |")
+    return lines
+
+
+def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) -> list[str]:
+    """Tagged B3 cells next to the untagged B3 cell of the same batch size and seed."""
+    tagged = [runs for key, runs in groups.items() if key[0] == task and key[1] == student and key[2]]
+    if not tagged:
+        return []
+    batch_sizes = {runs[0]["batch_size"] for runs in tagged}
+    seeds = {run["seed"] for runs in tagged for run in runs}
+    base = [
+        [run for run in runs if run["seed"] in seeds]
+        for key, runs in groups.items()
+        if key[0] == task and key[1] == student and not key[2] and key[3] == "b3" and key[4] in batch_sizes
+    ]
+    rows = [("B3 default", runs) for runs in base if runs] + [(runs[0]["tag"], runs) for runs in tagged]
+
+    lines = ["| ablation | batch size | p | m | K | edges | isolated rows | relative margin | NDCG@10 | seeds | "
+             "hardness B3 / random | rows in full clusters | mining s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, runs in rows:
+        first = runs[0]
+        mean, _, count = summarise(runs)
+        hardness = (f"{first['hardness_b3']:.3f} / {first['hardness_random']:.3f}"
+                    if first.get("hardness_b3") is not None else "-")
+        full = first.get("rows_in_full_clusters_share")
+        mining = (first.get("mining_seconds") or {}).get("mining_after_encode")
+        lines.append(
+            f"| {name} | {first['batch_size']} | {first['skip_top']} | {first['window_size']} | "
+            f"{first['cluster_size']} | {first['edges']} | {first['isolated_rows']} | "
+            f"{first.get('relative_margin') if first.get('relative_margin') is not None else '-'} | {mean:.4f} | "
+            f"{count} | {hardness} | {f'{full:.3f}' if full is not None else '-'} | "
+            f"{f'{mining:.0f}' if mining is not None else '-'} |"
+        )
+    return lines
+
+
+def _mining_table(records: list[dict]) -> list[str]:
+    """Seconds per mining stage of each default B3 ordering the cells used."""
+    stages = ("encode", "search", "graph", "communities", "clusters", "statistics")
+    seen: dict[tuple, dict] = {}
+    for record in records:
+        seconds = record.get("mining_seconds")
+        if record["method"] != "b3" or record.get("tag") or not seconds:
+            continue
+        seen.setdefault((record["task"], record["train_rows"]), seconds)
+    if not seen:
+        return []
+
+    lines = ["| task | rows | " + " | ".join(stages) + " | after encoding |",
+             "|" + " --- |" * (len(stages) + 3)]
+    for (task, rows), seconds in sorted(seen.items()):
+        cells = " | ".join(f"{seconds.get(stage, 0.0):.1f}" for stage in stages)
+        lines.append(f"| {task} | {rows} | {cells} | {seconds.get('mining_after_encode', 0.0):.1f} |")
+    return lines
+
+
+def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Path, docs_dir: Path) -> str:
     lines = [START_MARKER, ""]
     combinations = sorted({(key[0], key[1]) for key in groups})
     for task, student in combinations:
@@ -93,17 +163,16 @@ def markdown(groups: dict[tuple, list[dict]], image_dir: Path, docs_dir: Path) -
         image = image_dir / f"quality_{task}_{student}.png"
         if plot(groups, task, student, image):
             lines += [f"![NDCG@10 against batch size]({image.relative_to(docs_dir).as_posix()})", ""]
-        lines += ["| tag | method | batch size | train rows | NDCG@10 mean | spread (stdev) | seeds | train s | prep s |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        keys = sorted(key for key in groups if key[0] == task and key[1] == student)
-        for key in keys:
-            runs = groups[key]
-            mean, spread, count = summarise(runs)
-            train_seconds = statistics.mean(run["train_seconds"] for run in runs)
-            preparation = statistics.mean(run["preparation_seconds"] for run in runs)
-            lines.append(f"| {key[2] or '-'} | {METHOD_NAMES.get(key[3], key[3])} | {key[4]} | {key[5]} | "
-                         f"{mean:.4f} | {spread:.4f} | {count} | {train_seconds:.0f} | {preparation:.0f} |")
-        lines.append("")
+        lines += _main_table(groups, task, student) + [""]
+        ablations = _ablation_table(groups, task, student)
+        if ablations:
+            lines += [f"Ablations ({task} task, {student} student):", ""] + ablations + [""]
+
+    mining = _mining_table(records)
+    if mining:
+        lines += ["### Mining time of the B3 orderings", "",
+                  "Seconds per stage when each ordering was first mined (later cells load it from the cache; "
+                  "an encode of 0 means the teacher embeddings were cached too).", ""] + mining + [""]
     lines.append(END_MARKER)
     return "\n".join(lines)
 
@@ -116,8 +185,9 @@ def main() -> None:
     arguments = parser.parse_args()
 
     docs = Path(arguments.docs)
-    groups = group(load_records(Path(arguments.results)))
-    section = markdown(groups, docs.parent / "images", docs.parent)
+    records = load_records(Path(arguments.results))
+    groups = group(records)
+    section = markdown(groups, records, docs.parent / "images", docs.parent)
 
     text = docs.read_text() if docs.exists() else "# Benchmarks\n"
     if START_MARKER in text and END_MARKER in text:
