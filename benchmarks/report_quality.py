@@ -102,22 +102,22 @@ def _main_table(groups: dict[tuple, list[dict]], task: str, student: str) -> lis
 
 
 def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) -> list[str]:
-    """Tagged B3 cells next to the untagged B3 cell of the same batch size and seed."""
+    """Tagged cells next to the untagged cells of the same method, batch size and seeds."""
     tagged = [runs for key, runs in groups.items() if key[0] == task and key[1] == student and key[2]]
     if not tagged:
         return []
-    batch_sizes = {runs[0]["batch_size"] for runs in tagged}
+    compared = {(runs[0]["method"], runs[0]["batch_size"], runs[0]["train_rows"]) for runs in tagged}
     seeds = {run["seed"] for runs in tagged for run in runs}
     base = [
         [run for run in runs if run["seed"] in seeds]
-        for key, runs in groups.items()
-        if key[0] == task and key[1] == student and not key[2] and key[3] == "b3" and key[4] in batch_sizes
+        for key, runs in sorted(groups.items())
+        if key[0] == task and key[1] == student and not key[2] and (key[3], key[4], key[5]) in compared
     ]
-    rows = [("B3 default", runs) for runs in base if runs] + [(runs[0]["tag"], runs) for runs in tagged]
+    rows = [("default", runs) for runs in base if runs] + [(runs[0]["tag"], runs) for runs in tagged]
 
-    lines = ["| ablation | batch size | p | m | K | edges | isolated rows | relative margin | NDCG@10 | seeds | "
-             "hardness B3 / random | rows in full clusters | mining s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| ablation | method | batch size | train rows | learning rate | p | m | K | edges | isolated rows | relative margin | "
+             "NDCG@10 | seeds | hardness B3 / random | rows in full clusters | mining s |",
+             "|" + " --- |" * 16]
     for name, runs in rows:
         first = runs[0]
         mean, _, count = summarise(runs)
@@ -126,7 +126,8 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
         full = first.get("rows_in_full_clusters_share")
         mining = (first.get("mining_seconds") or {}).get("mining_after_encode")
         lines.append(
-            f"| {name} | {first['batch_size']} | {first['skip_top']} | {first['window_size']} | "
+            f"| {name} | {METHOD_NAMES.get(first['method'], first['method'])} | {first['batch_size']} | "
+            f"{first['train_rows']} | {first['learning_rate']:g} | {first['skip_top']} | {first['window_size']} | "
             f"{first['cluster_size']} | {first['edges']} | {first['isolated_rows']} | "
             f"{first.get('relative_margin') if first.get('relative_margin') is not None else '-'} | {mean:.4f} | "
             f"{count} | {hardness} | {f'{full:.3f}' if full is not None else '-'} | "

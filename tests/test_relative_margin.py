@@ -125,3 +125,30 @@ def test_mined_margin_is_checked(tiny_teacher_path, wordnet_small, tmp_path):
     with pytest.raises(MinedResultMismatchError) as caught:
         mined.check_matches(mined.fingerprint, mined.rows, without)
     assert caught.value.field == "relative_margin"
+
+
+def test_card_section_names_margin():
+    from b3_st.card_record import SamplerRecord
+    from b3_st.card_section import render_section
+
+    config = {"teacher": "t", "skip_top": 0, "window_size": 100, "cluster_size": 8, "seed": 0,
+              "relative_margin": 0.05, "edges": "mutual", "isolated_rows": "attach", "community_backend": "leiden"}
+    record = SamplerRecord(config=config, batch_size=64, drop_last=False, seed=0, fingerprint="f" * 64, rows=100,
+                           anchor_column="anchor", positive_column="positive")
+
+    section = render_section([record])
+
+    assert "| Positive-aware filter (relative margin) | 0.05: window members scoring above 95%" in section
+    assert "relative_margin=0.05" in section
+
+
+def test_hub_card_usage_passes_margin():
+    from b3_st.hub_card import build_card
+
+    entry = {"config_name": "c", "path": "c", "rows": 10, "teacher": "t", "p": 0, "m": 100, "K": 8, "seed": 0,
+             "relative_margin": 0.05}
+
+    card = build_card(None, entry, "user/orderings")
+
+    assert "    relative_margin=0.05,\n" in card.content
+    assert card.data.to_dict()["b3_orderings"][0]["relative_margin"] == 0.05
