@@ -132,8 +132,8 @@ def _add_mine_parser(commands: argparse._SubParsersAction) -> None:
                         help="Training batch size, a multiple of K. Checked against K and used to measure batch "
                              "hardness (rows; default: %(default)s).")
     mining.add_argument("--relative-margin", type=float, default=None, metavar="SHARE",
-                        help="Drop window members whose teacher score is above (1 - SHARE) times the anchor's "
-                             "score with its own positive, for example 0.05 (default: off).")
+                        help="Drop window members whose teacher score is above the anchor's score with its own "
+                             "positive minus SHARE times its magnitude, e.g. 0.05 for 95%% of it (default: off).")
     mining.add_argument("--edges", choices=("mutual", "all"), default="mutual",
                         help="Graph edges: 'mutual' keeps pairs in each other's window, 'all' every window edge "
                              "(default: %(default)s).")

@@ -68,8 +68,8 @@ class B3TrainingArguments(SentenceTransformerTrainingArguments):
     b3_cluster_size: int = field(default=8, metadata={"help": "Rows per cluster (K); divides the batch size."})
     b3_relative_margin: Optional[float] = field(  # noqa: UP007
         default=None,
-        metadata={"help": "Drop window members scoring above (1 - margin) x the anchor's positive score, "
-                          "e.g. 0.05; default: off."},
+        metadata={"help": "Drop window members scoring above the anchor's positive score minus this share "
+                          "of its magnitude, e.g. 0.05; default: off."},
     )
     b3_edges: str = field(default="mutual", metadata={"help": "'mutual' or 'all' window edges."})
     b3_isolated_rows: str = field(

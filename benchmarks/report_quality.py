@@ -125,12 +125,18 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
                     if first.get("hardness_b3") is not None else "-")
         full = first.get("rows_in_full_clusters_share")
         mining = (first.get("mining_seconds") or {}).get("mining_after_encode")
+        margin = first.get("relative_margin")
+        settings = [first["skip_top"], first["window_size"], first["cluster_size"], first["edges"],
+                    first["isolated_rows"], "-" if margin is None else margin]
+        if first["method"].startswith("hn"):
+            # mine_hard_negatives uses p and m as its rank range and ignores the graph settings.
+            settings = settings[:2] + ["-"] * (len(settings) - 2)
+        elif not first["method"].startswith("b3"):
+            settings = ["-"] * len(settings)
         lines.append(
             f"| {name} | {METHOD_NAMES.get(first['method'], first['method'])} | {first['batch_size']} | "
-            f"{first['train_rows']} | {first['learning_rate']:g} | {first['skip_top']} | {first['window_size']} | "
-            f"{first['cluster_size']} | {first['edges']} | {first['isolated_rows']} | "
-            f"{first.get('relative_margin') if first.get('relative_margin') is not None else '-'} | {mean:.4f} | "
-            f"{count} | {hardness} | {f'{full:.3f}' if full is not None else '-'} | "
+            f"{first['train_rows']} | {first['learning_rate']:g} | " + " | ".join(str(value) for value in settings)
+            + f" | {mean:.4f} | {count} | {hardness} | {f'{full:.3f}' if full is not None else '-'} | "
             f"{f'{mining:.0f}' if mining is not None else '-'} |"
         )
     return lines
