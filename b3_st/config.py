@@ -45,16 +45,16 @@ class B3Config:
             cluster_size`` clusters, so ``batch_size`` must be a multiple of it. Small clusters
             mix more topics per batch; large ones make each batch harder but narrower.
         relative_margin: Positive-aware false-negative filter beside the rank cut. A window
-            member is dropped when its teacher score is above ``(1 - relative_margin)`` times the
-            score of the anchor with its own positive: ``0.05`` keeps only candidates below 95% of
-            the positive's score, as NV-Retriever's TopK-PercPos did. The rank cut comes first, so
+            member is dropped when its teacher score is above ``s - |s| * relative_margin``, where
+            ``s`` is the score of the anchor with its own positive. For a positive ``s``, ``0.05``
+            keeps only candidates below 95% of it, as NV-Retriever's TopK-PercPos did. The rank
+            cut comes first, so
             ``skip_top`` still counts raw ranks, and filtered windows can hold fewer than
             ``window_size`` rows. ``skip_top`` drops a fixed number of ranks for every anchor
             whatever their scores. The margin instead adapts to each anchor: it keeps close
             negatives of anchors whose positive scores high, and drops more where the positive
             scores low. ``None`` (default) turns the filter off. The threshold is the one of
-            ``relative_margin`` in sentence-transformers' ``mine_hard_negatives`` (the positive's
-            score minus ``relative_margin`` times its magnitude).
+            ``relative_margin`` in sentence-transformers' ``mine_hard_negatives``.
         edges: ``"mutual"`` keeps an edge only when each row is in the other's window (the paper's
             rule, a sparse and precise graph); ``"all"`` keeps every window edge, which leaves no
             row isolated but gives a graph about 40 times denser on WordNet definitions.

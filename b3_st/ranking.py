@@ -115,10 +115,10 @@ def drop_close_candidates(
     """Remove window members that score too close to the anchor's own positive.
 
     A member is removed when its teacher score is above ``s - |s| * relative_margin``, where ``s``
-    is the score of the row's anchor with its own positive: ``(1 - relative_margin) * s`` for a
-    positive ``s``, and a threshold that stays below ``s`` when ``s`` is negative. The remaining members move up, so each window keeps
-    its best rank first and its ``-1`` padding at the end. Rows are processed in chunks, so the
-    extra memory stays at a few chunk-sized arrays.
+    is the score of the row's anchor with its own positive. That is ``(1 - relative_margin) * s``
+    for a positive ``s``, and a threshold that stays below ``s`` when ``s`` is negative. The
+    remaining members move up, so each window keeps its best rank first and its ``-1`` padding at
+    the end. Rows are processed in chunks, so the extra memory stays at a few chunk-sized arrays.
 
     Returns:
         The filtered ``indices`` and ``scores`` (new arrays) and the number of members removed.
@@ -488,9 +488,10 @@ def compute_rank_windows(
 
     dropped = 0
     if relative_margin is not None:
+        members = int((indices >= 0).sum())
         indices, scores, dropped = drop_close_candidates(indices, scores, anchors, positives, relative_margin)
         logger.info("relative_margin=%s removed %d of %d window members as likely false negatives",
-                    relative_margin, dropped, rows * window_size)
+                    relative_margin, dropped, members)
 
     short = int((indices[:, -1] < 0).sum())
     if short:

@@ -36,6 +36,7 @@ from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 from transformers import AutoTokenizer
 
 from b3_st import B3BatchSampler, B3Config, B3HardNegativeCollator
+from b3_st.cache import cache_root
 
 logger = logging.getLogger("quality")
 
@@ -69,7 +70,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--cluster-size", type=int, default=8, help="K: rows per cluster.")
     parser.add_argument("--edges", choices=["mutual", "all"], default="mutual", help="Window edges kept.")
     parser.add_argument("--relative-margin", type=float, default=None,
-                        help="Drop window members above (1 - this) x the anchor's positive score; default off.")
+                        help="Drop window members scoring above the anchor's positive score minus this share of "
+                             "its magnitude, e.g. 0.05; default off.")
     parser.add_argument("--isolated-rows", choices=["attach", "random"], default="attach",
                         help="What becomes of rows without a full cluster.")
     parser.add_argument("--device", default="cpu",
@@ -130,7 +132,7 @@ def mined_hard_negative_dataset(train: Dataset, count: int, arguments: argparse.
     from sentence_transformers.util import mine_hard_negatives
 
     teacher = SentenceTransformer(teacher_path(), device=arguments.device)
-    cache = Path(os.environ.get("B3_ST_CACHE", Path.home() / ".cache" / "huggingface" / "b3_st")) / "st_hard_negatives"
+    cache = cache_root(None) / "st_hard_negatives"
     return mine_hard_negatives(
         train, teacher, range_min=arguments.skip_top, range_max=arguments.skip_top + arguments.window_size,
         num_negatives=count, sampling_strategy="random", output_format="n-tuple", use_faiss=True,

@@ -18,6 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WORDNET_DIR = REPO_ROOT / "data" / "wordnet"
 
 
+def normalised_vectors(rows: int, dim: int, seed: int) -> np.ndarray:
+    """Return ``rows`` random L2-normalised float32 vectors of ``dim`` dimensions."""
+    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
 def load_wordnet(name: str = "definition_words_train", rows: int | None = None, seed: int | None = 0) -> Dataset:
     """Return ``rows`` rows (all when ``None``) of a WordNet pair file, sampled with ``seed``.
 

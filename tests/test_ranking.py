@@ -1,11 +1,7 @@
 import numpy as np
+from conftest import normalised_vectors
 
 from b3_st.ranking import compute_rank_windows, window_recall
-
-
-def _normalised(rows: int, dim: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def _brute_force_windows(anchors, positives, positive_ids, skip_top, window_size):
@@ -19,7 +15,7 @@ def _brute_force_windows(anchors, positives, positive_ids, skip_top, window_size
 
 
 def test_exact_windows_match_brute_force():
-    anchors, positives = _normalised(300, 16, 0), _normalised(300, 16, 1)
+    anchors, positives = normalised_vectors(300, 16, 0), normalised_vectors(300, 16, 1)
     positive_ids = np.arange(300)
     windows = compute_rank_windows(anchors, positives, positive_ids, 5, 20, show_progress_bar=False)
 
@@ -31,7 +27,7 @@ def test_exact_windows_match_brute_force():
 
 
 def test_windows_exclude_self_and_duplicate_positives():
-    anchors, positives = _normalised(200, 8, 2), _normalised(200, 8, 3)
+    anchors, positives = normalised_vectors(200, 8, 2), normalised_vectors(200, 8, 3)
     positive_ids = np.arange(200) % 50  # every positive text appears four times
     positives = positives[positive_ids]  # identical texts have identical embeddings
     windows = compute_rank_windows(anchors, positives, positive_ids, 0, 30, show_progress_bar=False)
@@ -43,13 +39,13 @@ def test_windows_exclude_self_and_duplicate_positives():
 
 
 def test_windows_are_sorted_by_score():
-    anchors, positives = _normalised(150, 8, 4), _normalised(150, 8, 5)
+    anchors, positives = normalised_vectors(150, 8, 4), normalised_vectors(150, 8, 5)
     windows = compute_rank_windows(anchors, positives, np.arange(150), 3, 40, show_progress_bar=False)
     assert np.all(np.diff(windows.scores, axis=1) <= 1e-6)
 
 
 def test_short_windows_are_padded():
-    anchors, positives = _normalised(20, 8, 6), _normalised(20, 8, 7)
+    anchors, positives = normalised_vectors(20, 8, 6), normalised_vectors(20, 8, 7)
     windows = compute_rank_windows(anchors, positives, np.arange(20), 5, 30, show_progress_bar=False)
     assert windows.indices.shape == (20, 30)
     # 19 candidates minus 5 skipped leave 14 members.
@@ -58,7 +54,7 @@ def test_short_windows_are_padded():
 
 
 def test_approximate_search_reports_recall():
-    centres = _normalised(40, 32, 8)
+    centres = normalised_vectors(40, 32, 8)
     generator = np.random.default_rng(9)
     assignments = generator.integers(0, 40, size=4000)
     anchors = centres[assignments] + 0.3 * generator.normal(size=(4000, 32)).astype(np.float32)

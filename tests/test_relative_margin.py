@@ -6,20 +6,16 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import normalised_vectors
 
 from b3_st import B3Config, B3TrainingArguments, MinedResultMismatchError, load_or_mine
 from b3_st.ranking import compute_rank_windows, drop_close_candidates
 
 
-def _normalised(rows: int, dim: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
 def _close_pairs(rows: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Anchors near their positives, so that the positive scores are well above zero."""
-    positives = _normalised(rows, dim, seed)
-    noise = _normalised(rows, dim, seed + 1)
+    positives = normalised_vectors(rows, dim, seed)
+    noise = normalised_vectors(rows, dim, seed + 1)
     anchors = positives + 0.8 * noise
     return anchors / np.linalg.norm(anchors, axis=1, keepdims=True), positives
 
@@ -30,10 +26,10 @@ def test_drop_moves_kept_members_up():
     indices = np.array([[4, 7, 2, 9, -1]], dtype=np.int32)
     scores = np.array([[0.99, 0.97, 0.9, 0.5, -np.inf]], dtype=np.float32)
 
-    kept, kept_scores, dropped = drop_close_candidates(indices, scores, anchors, positives, 0.05)
+    kept_indices, kept_scores, dropped = drop_close_candidates(indices, scores, anchors, positives, 0.05)
 
     assert dropped == 2
-    assert kept.tolist() == [[2, 9, -1, -1, -1]]
+    assert kept_indices.tolist() == [[2, 9, -1, -1, -1]]
     assert kept_scores[0, :2].tolist() == pytest.approx([0.9, 0.5])
     assert np.isneginf(kept_scores[0, 2:]).all()
 
@@ -44,10 +40,10 @@ def test_negative_positive_score_threshold():
     indices = np.array([[3, 8]], dtype=np.int32)
     scores = np.array([[-0.52, -0.6]], dtype=np.float32)
 
-    kept, _, dropped = drop_close_candidates(indices, scores, anchors, positives, 0.1)
+    kept_indices, _, dropped = drop_close_candidates(indices, scores, anchors, positives, 0.1)
 
     assert dropped == 1
-    assert kept.tolist() == [[8, -1]]
+    assert kept_indices.tolist() == [[8, -1]]
 
 
 def test_drop_keeps_input_arrays():
@@ -75,8 +71,8 @@ def test_windows_respect_margin():
     assert filtered.dropped_by_margin == int((plain.indices >= 0).sum() - present.sum())
 
     for row in range(600):
-        kept = filtered.indices[row][present[row]]
-        order = [int(np.flatnonzero(plain.indices[row] == member)[0]) for member in kept]
+        members = filtered.indices[row][present[row]]
+        order = [int(np.flatnonzero(plain.indices[row] == member)[0]) for member in members]
         assert order == sorted(order)
 
 
