@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +29,7 @@ METHOD_NAMES = {
     "hn1": "random + 1 mined negative",
     "hn5": "random + 5 mined negatives",
 }
+LEARNING_RATE_TAG = re.compile(r"lr[0-9.e+-]+")
 
 
 def load_records(path: Path) -> list[dict]:
@@ -51,21 +53,21 @@ def summarise(runs: list[dict]) -> tuple[float, float, int]:
     return statistics.mean(scores), spread, len(scores)
 
 
-def plot(groups: dict[tuple, list[dict]], task: str, student: str, output: Path) -> bool:
-    import matplotlib
+def _runs_by_rate(groups: dict[tuple, list[dict]], task: str, student: str) -> dict[tuple, dict[float, list[dict]]]:
+    """Runs of each (method, batch size, rows), keyed by learning rate.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Untagged cells and cells tagged with a learning rate only (``lr1e-4``) count, so each method
+    can be read at every learning rate it was run with.
+    """
+    by_rate: dict[tuple, dict[float, list[dict]]] = defaultdict(dict)
+    for key, runs in groups.items():
+        if key[0] != task or key[1] != student or (key[2] and not LEARNING_RATE_TAG.fullmatch(key[2])):
+            continue
+        by_rate[(key[3], key[4], key[5])][runs[0]["learning_rate"]] = runs
+    return by_rate
 
-    lines: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-    for (g_task, g_student, tag, method, batch_size, _), runs in groups.items():
-        if g_task == task and g_student == student and not tag:
-            mean, spread, _ = summarise(runs)
-            lines[method].append((batch_size, mean, spread))
-    if not lines:
-        return False
 
-    figure, axis = plt.subplots(figsize=(6, 4))
+def _draw(axis, lines: dict[str, list[tuple[int, float, float]]], title: str) -> None:
     for method in METHOD_NAMES:
         if method not in lines:
             continue
@@ -73,11 +75,42 @@ def plot(groups: dict[tuple, list[dict]], task: str, student: str, output: Path)
         axis.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
                       marker="o", capsize=3, label=METHOD_NAMES[method])
     axis.set_xscale("log", base=2)
+    sizes = sorted({point[0] for points in lines.values() for point in points})
+    axis.set_xticks(sizes, [str(size) for size in sizes])
     axis.set_xlabel("batch size")
     axis.set_ylabel("NDCG@10")
-    axis.set_title(f"WordNet {task} task, {student} student")
+    axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7)
+
+
+def plot(groups: dict[tuple, list[dict]], task: str, student: str, output: Path) -> bool:
+    """One line per method over batch size; a second panel at each cell's best learning rate, if several ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    default: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for (g_task, g_student, tag, method, batch_size, _), runs in groups.items():
+        if g_task == task and g_student == student and not tag:
+            mean, spread, _ = summarise(runs)
+            default[method].append((batch_size, mean, spread))
+    if not default:
+        return False
+
+    by_rate = _runs_by_rate(groups, task, student)
+    best: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for (method, batch_size, _), rates in by_rate.items():
+        mean, spread, _ = max((summarise(runs) for runs in rates.values()), key=lambda summary: summary[0])
+        best[method].append((batch_size, mean, spread))
+    tuned = any(len(rates) > 1 for rates in by_rate.values())
+
+    figure, axes = plt.subplots(1, 2 if tuned else 1, figsize=(11 if tuned else 6, 4), squeeze=False)
+    title = f"WordNet {task} task, {student} student"
+    _draw(axes[0][0], default, title + (", default learning rate" if tuned else ""))
+    if tuned:
+        _draw(axes[0][1], best, title + ", best learning rate tried per cell")
     figure.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=120)
@@ -142,6 +175,31 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
     return lines
 
 
+def _learning_rate_table(groups: dict[tuple, list[dict]], task: str, student: str) -> list[str]:
+    """NDCG@10 per method and batch size, one column per learning rate tried."""
+    by_rate = _runs_by_rate(groups, task, student)
+    if not any(len(rates) > 1 for rates in by_rate.values()):
+        return []
+
+    columns = sorted({rate for rates in by_rate.values() for rate in rates})
+    lines = ["| method | batch size | train rows | " + " | ".join(f"lr {rate:g}" for rate in columns) + " |",
+             "|" + " --- |" * (len(columns) + 3)]
+    order = sorted(by_rate, key=lambda key: (key[1], list(METHOD_NAMES).index(key[0]) if key[0] in METHOD_NAMES else 99))
+    for method, batch_size, rows in order:
+        rates = {rate: summarise(runs) for rate, runs in by_rate[(method, batch_size, rows)].items()}
+        best = max(rates, key=lambda rate: rates[rate][0])
+        cells = []
+        for rate in columns:
+            if rate not in rates:
+                cells.append("-")
+                continue
+            mean, _, count = rates[rate]
+            text = f"{mean:.4f} ({count})"
+            cells.append(f"**{text}**" if rate == best and len(rates) > 1 else text)
+        lines.append(f"| {METHOD_NAMES.get(method, method)} | {batch_size} | {rows} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _mining_table(records: list[dict]) -> list[str]:
     """Seconds per mining stage of each default B3 ordering the cells used."""
     stages = ("encode", "search", "graph", "communities", "clusters", "statistics")
@@ -171,6 +229,10 @@ def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Pa
         if plot(groups, task, student, image):
             lines += [f"![NDCG@10 against batch size]({image.relative_to(docs_dir).as_posix()})", ""]
         lines += _main_table(groups, task, student) + [""]
+        rates = _learning_rate_table(groups, task, student)
+        if rates:
+            lines += [f"NDCG@10 by learning rate ({task} task, {student} student; mean with the number of seeds "
+                      "in brackets, the best learning rate of each row in bold):", ""] + rates + [""]
         ablations = _ablation_table(groups, task, student)
         if ablations:
             lines += [f"Ablations ({task} task, {student} student):", ""] + ablations + [""]
