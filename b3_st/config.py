@@ -48,9 +48,8 @@ class B3Config:
             member is dropped when its teacher score is above ``s - |s| * relative_margin``, where
             ``s`` is the score of the anchor with its own positive. For a positive ``s``, ``0.05``
             keeps only candidates below 95% of it, as NV-Retriever's TopK-PercPos did. The rank
-            cut comes first, so
-            ``skip_top`` still counts raw ranks, and filtered windows can hold fewer than
-            ``window_size`` rows. ``skip_top`` drops a fixed number of ranks for every anchor
+            cut comes first, so ``skip_top`` still counts raw ranks, and filtered windows can hold
+            fewer than ``window_size`` rows. ``skip_top`` drops a fixed number of ranks for every anchor
             whatever their scores. The margin instead adapts to each anchor: it keeps close
             negatives of anchors whose positive scores high, and drops more where the positive
             scores low. ``None`` (default) turns the filter off. The threshold is the one of

@@ -54,7 +54,7 @@ def summarise(runs: list[dict]) -> tuple[float, float, int]:
 
 
 def _runs_by_rate(groups: dict[tuple, list[dict]], task: str, student: str) -> dict[tuple, dict[float, list[dict]]]:
-    """Runs of each (method, batch size, rows), keyed by learning rate.
+    """Group the runs of each (method, batch size, rows) by learning rate.
 
     Untagged cells and cells tagged with a learning rate only (``lr1e-4``) count, so each method
     can be read at every learning rate it was run with.
@@ -84,8 +84,17 @@ def _draw(axis, lines: dict[str, list[tuple[int, float, float]]], title: str) ->
     axis.legend(fontsize=7)
 
 
-def plot(groups: dict[tuple, list[dict]], task: str, student: str, output: Path) -> bool:
-    """One line per method over batch size; a second panel at each cell's best learning rate, if several ran."""
+def _several_rates(by_rate: dict[tuple, dict[float, list[dict]]]) -> bool:
+    """Return whether any cell ran at more than one learning rate."""
+    return any(len(rates) > 1 for rates in by_rate.values())
+
+
+def plot(groups: dict[tuple, list[dict]], by_rate: dict[tuple, dict[float, list[dict]]], task: str, student: str,
+         output: Path) -> bool:
+    """Plot NDCG@10 against batch size, one line per method.
+
+    A second panel reads each cell at its best learning rate when several were tried.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,12 +108,11 @@ def plot(groups: dict[tuple, list[dict]], task: str, student: str, output: Path)
     if not default:
         return False
 
-    by_rate = _runs_by_rate(groups, task, student)
     best: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for (method, batch_size, _), rates in by_rate.items():
         mean, spread, _ = max((summarise(runs) for runs in rates.values()), key=lambda summary: summary[0])
         best[method].append((batch_size, mean, spread))
-    tuned = any(len(rates) > 1 for rates in by_rate.values())
+    tuned = _several_rates(by_rate)
 
     figure, axes = plt.subplots(1, 2 if tuned else 1, figsize=(11 if tuned else 6, 4), squeeze=False)
     title = f"WordNet {task} task, {student} student"
@@ -175,10 +183,9 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
     return lines
 
 
-def _learning_rate_table(groups: dict[tuple, list[dict]], task: str, student: str) -> list[str]:
-    """NDCG@10 per method and batch size, one column per learning rate tried."""
-    by_rate = _runs_by_rate(groups, task, student)
-    if not any(len(rates) > 1 for rates in by_rate.values()):
+def _learning_rate_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[str]:
+    """Build a table of NDCG@10 per method and batch size, one column per learning rate tried."""
+    if not _several_rates(by_rate):
         return []
 
     columns = sorted({rate for rates in by_rate.values() for rate in rates})
@@ -226,10 +233,11 @@ def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Pa
     for task, student in combinations:
         lines += [f"### {task} task, {student} student", ""]
         image = image_dir / f"quality_{task}_{student}.png"
-        if plot(groups, task, student, image):
+        by_rate = _runs_by_rate(groups, task, student)
+        if plot(groups, by_rate, task, student, image):
             lines += [f"![NDCG@10 against batch size]({image.relative_to(docs_dir).as_posix()})", ""]
         lines += _main_table(groups, task, student) + [""]
-        rates = _learning_rate_table(groups, task, student)
+        rates = _learning_rate_table(by_rate)
         if rates:
             lines += [f"NDCG@10 by learning rate ({task} task, {student} student; mean with the number of seeds "
                       "in brackets, the best learning rate of each row in bold):", ""] + rates + [""]
