@@ -17,6 +17,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from quality_grid import coverage, grid
+
 ROOT = Path(__file__).resolve().parent.parent
 START_MARKER = "<!-- quality results: start -->"
 END_MARKER = "<!-- quality results: end -->"
@@ -227,8 +229,19 @@ def _mining_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def _coverage_table(records: list[dict]) -> list[str]:
+    """Count the cells of the planned grid (quality_grid.py) that have a result, per task and student."""
+    lines = ["| task | student | cells done | cells planned |", "| --- | --- | --- | --- |"]
+    for (task, student), (done, planned) in coverage(grid(), records).items():
+        lines.append(f"| {task} | {student} | {done} | {planned} |")
+    return lines
+
+
 def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Path, docs_dir: Path) -> str:
-    lines = [START_MARKER, ""]
+    lines = [START_MARKER, "", "### Coverage of the grid", "",
+             "Cells of the planned grid with a result (one cell is one method, batch size and seed; "
+             "`python benchmarks/quality_grid.py` lists the missing ones):", ""]
+    lines += _coverage_table(records) + [""]
     combinations = sorted({(key[0], key[1]) for key in groups})
     for task, student in combinations:
         lines += [f"### {task} task, {student} student", ""]

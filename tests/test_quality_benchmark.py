@@ -1,0 +1,124 @@
+"""The quality benchmark's grid and report: which results count for which cell, the commands the grid
+hands to quality.py, and the tables the report builds from recorded results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import quality  # noqa: E402
+import quality_grid  # noqa: E402
+import report_quality  # noqa: E402
+from quality_grid import Cell, coverage, format_rate, grid, missing_cells  # noqa: E402
+
+
+def _record(**changes) -> dict:
+    record = {"task": "definition", "student": "static", "method": "b3", "batch_size": 64, "seed": 0,
+              "train_rows": 111852, "learning_rate": 0.2, "tag": "", "hard_negatives": 0, "ndcg@10": 0.15,
+              "train_seconds": 60.0, "preparation_seconds": 1.0, "skip_top": 30, "window_size": 100,
+              "cluster_size": 8, "edges": "mutual", "isolated_rows": "attach", "relative_margin": None}
+    record.update(changes)
+    return record
+
+
+def test_grid_holds_the_planned_cells_once_each():
+    cells = grid()
+
+    assert len(cells) == len(set(cells))
+    static = [cell for cell in cells if cell.student == "static"]
+    transformer = [cell for cell in cells if cell.student == "minilm3"]
+    assert len(static) == 2 * 6 * 5 * 3
+    assert len(transformer) == 4 * 3 * 2
+    assert {cell.batch_size for cell in transformer} == {32, 64, 256}
+    assert all(cell.train_rows == quality_grid.MINILM3_TRAIN_ROWS for cell in transformer)
+    assert all(cell.learning_rate == quality_grid.MINILM3_LEARNING_RATES[cell.batch_size] for cell in transformer)
+
+
+@pytest.mark.parametrize(("rate", "text"), [(1e-4, "1e-4"), (2e-4, "2e-4"), (5e-5, "5e-5"), (1.5e-4, "1.5e-4")])
+def test_format_rate_writes_the_tag_form(rate, text):
+    assert format_rate(rate) == text
+    assert float(text) == pytest.approx(rate)
+
+
+def test_cell_matches_only_its_own_default_runs():
+    cell = Cell("definition", "static", "b3", 64, 0, 0.2)
+
+    assert cell.matches(_record())
+    assert not cell.matches(_record(seed=1))
+    assert not cell.matches(_record(method="random"))
+    assert not cell.matches(_record(task="example"))
+    assert not cell.matches(_record(tag="p10", skip_top=10))
+    assert not cell.matches(_record(learning_rate=0.1, tag="lr0.1"))
+
+
+def test_transformer_cell_needs_its_learning_rate_and_subset():
+    cell = Cell("definition", "minilm3", "random", 64, 1, 1e-4, 20_000)
+    run = _record(student="minilm3", method="random", seed=1, train_rows=20_000, learning_rate=1e-4, tag="lr1e-4")
+
+    assert cell.tag == "lr1e-4"
+    assert cell.matches(run)
+    assert not cell.matches({**run, "learning_rate": 5e-5, "tag": ""})
+    assert not cell.matches({**run, "train_rows": 10_000})
+    assert not cell.matches({**run, "tag": "lr1e-4-margin0.05"})
+
+
+def test_missing_cells_and_coverage_count_recorded_runs():
+    cells = [Cell("definition", "static", "b3", 64, seed, 0.2) for seed in range(3)]
+    cells.append(Cell("example", "static", "b3", 64, 0, 0.2))
+    records = [_record(seed=0), _record(seed=2), _record(seed=2), _record(task="example", seed=1)]
+
+    assert missing_cells(cells, records) == [cells[1], cells[3]]
+    assert coverage(cells, records) == {("definition", "static"): (2, 3), ("example", "static"): (0, 1)}
+
+
+@pytest.mark.parametrize("cell", [grid()[0], grid()[-1], Cell("definition", "minilm3", "hn1", 256, 1, 2e-4, 20_000)])
+def test_grid_commands_parse_in_quality(cell, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["quality.py", *cell.arguments()])
+
+    arguments = quality.parse_arguments()
+
+    assert (arguments.task, arguments.student, arguments.method) == (cell.task, cell.student, cell.method)
+    assert (arguments.batch_size, arguments.seed, arguments.train_rows) == (cell.batch_size, cell.seed, cell.train_rows)
+    learning_rate = arguments.learning_rate or quality.DEFAULT_LEARNING_RATES[cell.student]
+    assert learning_rate == pytest.approx(cell.learning_rate)
+    assert arguments.tag == cell.tag
+
+
+def test_grid_script_lists_missing_cells(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "quality.jsonl"
+    results.write_text(json.dumps(_record(task="example", method="random", batch_size=32, seed=0)) + "\n")
+    monkeypatch.setattr(sys, "argv", ["quality_grid.py", "--results", str(results), "--task", "example",
+                                      "--student", "static", "--limit", "2"])
+
+    quality_grid.main()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "example task, static student: 1 of 90 cells done"
+    assert lines[1].startswith("python benchmarks/quality.py --task example --student static --method random "
+                               "--batch-size 32 --seed 1")
+    assert len(lines) == 3
+
+
+def test_report_averages_seeds_and_marks_best_rate(tmp_path):
+    records = [
+        _record(method="random", seed=0, **{"ndcg@10": 0.14}),
+        _record(method="random", seed=1, **{"ndcg@10": 0.16}),
+        _record(method="b3", seed=0, **{"ndcg@10": 0.13}),
+        _record(method="b3", seed=0, learning_rate=0.1, tag="lr0.1", **{"ndcg@10": 0.17}),
+        _record(method="b3", seed=0, skip_top=70, tag="p70", **{"ndcg@10": 0.149}),
+    ]
+    groups = report_quality.group(records)
+
+    text = report_quality.markdown(groups, records, tmp_path / "images", tmp_path)
+
+    assert text.startswith(report_quality.START_MARKER)
+    assert text.endswith(report_quality.END_MARKER)
+    assert "| definition | static | 3 | 90 |" in text
+    assert "| random (no duplicates) | 64 | 111852 | 2 | 0.1500 | 0.0141 | 2 | 60 | 1 |" in text
+    assert "| B3 | 64 | 111852 | **0.1700 (1)** | 0.1300 (1) |" in text
+    assert "| p70 | B3 | 64 | 111852 | 0.2 | 70 | 100 | 8 | mutual | attach | - | 0.1490 | 1 |" in text
+    assert (tmp_path / "images" / "quality_definition_static.png").stat().st_size > 0
