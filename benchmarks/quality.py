@@ -196,6 +196,7 @@ def main() -> None:
     if isinstance(sampler, B3BatchSampler):
         record["hardness_b3"] = sampler.mined.stats.get("hardness_b3")
         record["hardness_random"] = sampler.mined.stats.get("hardness_random")
+        record["hardness_batch_size"] = sampler.mined.stats.get("hardness_batch_size")
         record["mining_seconds"] = sampler.mined.stats.get("seconds")
         record["rows_in_full_clusters_share"] = sampler.mined.stats.get("rows_in_full_clusters_share")
         record["window_members_dropped_by_margin"] = sampler.mined.stats.get("window_members_dropped_by_margin")

@@ -55,6 +55,11 @@ def summarise(runs: list[dict]) -> tuple[float, float, int]:
     return statistics.mean(scores), spread, len(scores)
 
 
+def format_spread(spread: float, count: int) -> str:
+    """Write the standard deviation over seeds, or a dash for one seed, which has none."""
+    return f"{spread:.4f}" if count > 1 else "-"
+
+
 def _runs_by_rate(groups: dict[tuple, list[dict]], task: str, student: str) -> dict[tuple, dict[float, list[dict]]]:
     """Group the runs of each (method, batch size, rows) by learning rate.
 
@@ -140,7 +145,7 @@ def _main_table(groups: dict[tuple, list[dict]], task: str, student: str) -> lis
         preparation = statistics.mean(run["preparation_seconds"] for run in runs)
         texts = 2 + runs[0].get("hard_negatives", 0)
         lines.append(f"| {METHOD_NAMES.get(key[3], key[3])} | {key[4]} | {key[5]} | {texts} | {mean:.4f} | "
-                     f"{spread:.4f} | {count} | {train_seconds:.0f} | {preparation:.0f} |")
+                     f"{format_spread(spread, count)} | {count} | {train_seconds:.0f} | {preparation:.0f} |")
     return lines
 
 
@@ -159,13 +164,16 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
     rows = [("default", runs) for runs in base if runs] + [(runs[0]["tag"], runs) for runs in tagged]
 
     lines = ["| ablation | method | batch size | train rows | learning rate | p | m | K | edges | isolated rows | relative margin | "
-             "NDCG@10 | seeds | hardness B3 / random | rows in full clusters | mining s |",
-             "|" + " --- |" * 16]
+             "NDCG@10 | spread (stdev) | seeds | hardness B3 / random (at batch size) | rows in full clusters | mining s |",
+             "|" + " --- |" * 17]
     for name, runs in rows:
         first = runs[0]
-        mean, _, count = summarise(runs)
-        hardness = (f"{first['hardness_b3']:.3f} / {first['hardness_random']:.3f}"
-                    if first.get("hardness_b3") is not None else "-")
+        mean, spread, count = summarise(runs)
+        hardness = "-"
+        if first.get("hardness_b3") is not None:
+            hardness = f"{first['hardness_b3']:.3f} / {first['hardness_random']:.3f}"
+        if first.get("hardness_batch_size") is not None:
+            hardness += f" (at {first['hardness_batch_size']})"
         full = first.get("rows_in_full_clusters_share")
         mining = (first.get("mining_seconds") or {}).get("mining_after_encode")
         margin = first.get("relative_margin")
@@ -179,7 +187,7 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
         lines.append(
             f"| {name} | {METHOD_NAMES.get(first['method'], first['method'])} | {first['batch_size']} | "
             f"{first['train_rows']} | {first['learning_rate']:g} | " + " | ".join(str(value) for value in settings)
-            + f" | {mean:.4f} | {count} | {hardness} | {f'{full:.3f}' if full is not None else '-'} | "
+            + f" | {mean:.4f} | {format_spread(spread, count)} | {count} | {hardness} | {f'{full:.3f}' if full is not None else '-'} | "
             f"{f'{mining:.0f}' if mining is not None else '-'} |"
         )
     return lines

@@ -109,7 +109,8 @@ def test_report_averages_seeds_and_marks_best_rate(tmp_path):
         _record(method="random", seed=1, **{"ndcg@10": 0.16}),
         _record(method="b3", seed=0, **{"ndcg@10": 0.13}),
         _record(method="b3", seed=0, learning_rate=0.1, tag="lr0.1", **{"ndcg@10": 0.17}),
-        _record(method="b3", seed=0, skip_top=70, tag="p70", **{"ndcg@10": 0.149}),
+        _record(method="b3", seed=0, skip_top=70, tag="p70", hardness_b3=0.4006, hardness_random=0.2901,
+                hardness_batch_size=64, **{"ndcg@10": 0.149}),
     ]
     groups = report_quality.group(records)
 
@@ -120,5 +121,6 @@ def test_report_averages_seeds_and_marks_best_rate(tmp_path):
     assert "| definition | static | 3 | 90 |" in text
     assert "| random (no duplicates) | 64 | 111852 | 2 | 0.1500 | 0.0141 | 2 | 60 | 1 |" in text
     assert "| B3 | 64 | 111852 | **0.1700 (1)** | 0.1300 (1) |" in text
-    assert "| p70 | B3 | 64 | 111852 | 0.2 | 70 | 100 | 8 | mutual | attach | - | 0.1490 | 1 |" in text
+    assert "| B3 | 64 | 111852 | 2 | 0.1300 | - | 1 | 60 | 1 |" in text
+    assert "| p70 | B3 | 64 | 111852 | 0.2 | 70 | 100 | 8 | mutual | attach | - | 0.1490 | - | 1 | 0.401 / 0.290 (at 64) |" in text
     assert (tmp_path / "images" / "quality_definition_static.png").stat().st_size > 0
