@@ -17,7 +17,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from quality_grid import coverage, grid
+from quality_grid import coverage, format_rate, grid
 
 ROOT = Path(__file__).resolve().parent.parent
 START_MARKER = "<!-- quality results: start -->"
@@ -199,7 +199,7 @@ def _learning_rate_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[
         return []
 
     columns = sorted({rate for rates in by_rate.values() for rate in rates})
-    lines = ["| method | batch size | train rows | " + " | ".join(f"lr {rate:g}" for rate in columns) + " |",
+    lines = ["| method | batch size | train rows | " + " | ".join(f"lr {format_rate(rate)}" for rate in columns) + " |",
              "|" + " --- |" * (len(columns) + 3)]
     order = sorted(by_rate, key=lambda key: (key[1], list(METHOD_NAMES).index(key[0]) if key[0] in METHOD_NAMES else 99))
     for method, batch_size, rows in order:

@@ -120,6 +120,7 @@ def test_report_averages_seeds_and_marks_best_rate(tmp_path):
     assert text.endswith(report_quality.END_MARKER)
     assert "| definition | static | 3 | 90 |" in text
     assert "| random (no duplicates) | 64 | 111852 | 2 | 0.1500 | 0.0141 | 2 | 60 | 1 |" in text
+    assert "| method | batch size | train rows | lr 1e-1 | lr 2e-1 |" in text
     assert "| B3 | 64 | 111852 | **0.1700 (1)** | 0.1300 (1) |" in text
     assert "| B3 | 64 | 111852 | 2 | 0.1300 | - | 1 | 60 | 1 |" in text
     assert "| p70 | B3 | 64 | 111852 | 0.2 | 70 | 100 | 8 | mutual | attach | - | 0.1490 | - | 1 | 0.401 / 0.290 (at 64) |" in text
