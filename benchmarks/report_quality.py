@@ -80,7 +80,8 @@ def _draw(axis, lines: dict[str, list[tuple[int, float, float]]], title: str) ->
             continue
         points = sorted(lines[method])
         axis.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
-                      marker="o", capsize=3, label=METHOD_NAMES[method])
+                      marker="o", capsize=3, label=METHOD_NAMES[method],
+                      color=f"C{list(METHOD_NAMES).index(method)}")
     axis.set_xscale("log", base=2)
     sizes = sorted({point[0] for points in lines.values() for point in points})
     axis.set_xticks(sizes, [str(size) for size in sizes])
@@ -123,9 +124,9 @@ def plot(groups: dict[tuple, list[dict]], by_rate: dict[tuple, dict[float, list[
 
     figure, axes = plt.subplots(1, 2 if tuned else 1, figsize=(11 if tuned else 6, 4), squeeze=False)
     title = f"WordNet {task} task, {student} student"
-    _draw(axes[0][0], default, title + (", default learning rate" if tuned else ""))
+    _draw(axes[0][0], default, title + ("\ndefault learning rate" if tuned else ""))
     if tuned:
-        _draw(axes[0][1], best, title + ", best learning rate tried per cell")
+        _draw(axes[0][1], best, title + "\nbest learning rate tried per cell")
     figure.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=120)
