@@ -11,13 +11,11 @@ the quality markers.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from quality_grid import coverage, format_rate, grid
+from quality_grid import LEARNING_RATE_TAG, coverage, format_rate, grid, load_records
 
 ROOT = Path(__file__).resolve().parent.parent
 START_MARKER = "<!-- quality results: start -->"
@@ -31,13 +29,6 @@ METHOD_NAMES = {
     "hn1": "random + 1 mined negative",
     "hn5": "random + 5 mined negatives",
 }
-LEARNING_RATE_TAG = re.compile(r"lr[0-9.e+-]+")
-
-
-def load_records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def group(records: list[dict]) -> dict[tuple, list[dict]]:
@@ -173,8 +164,8 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
         hardness = "-"
         if first.get("hardness_b3") is not None:
             hardness = f"{first['hardness_b3']:.3f} / {first['hardness_random']:.3f}"
-        if first.get("hardness_batch_size") is not None:
-            hardness += f" (at {first['hardness_batch_size']})"
+            if first.get("hardness_batch_size") is not None:
+                hardness += f" (at {first['hardness_batch_size']})"
         full = first.get("rows_in_full_clusters_share")
         mining = (first.get("mining_seconds") or {}).get("mining_after_encode")
         margin = first.get("relative_margin")

@@ -25,7 +25,7 @@ def _record(**changes) -> dict:
     return record
 
 
-def test_grid_holds_the_planned_cells_once_each():
+def test_grid_lists_each_cell_once():
     cells = grid()
 
     assert len(cells) == len(set(cells))
@@ -55,7 +55,7 @@ def test_cell_matches_only_its_own_default_runs():
     assert not cell.matches(_record(learning_rate=0.1, tag="lr0.1"))
 
 
-def test_transformer_cell_needs_its_learning_rate_and_subset():
+def test_transformer_cell_needs_rate_and_subset():
     cell = Cell("definition", "minilm3", "random", 64, 1, 1e-4, 20_000)
     run = _record(student="minilm3", method="random", seed=1, train_rows=20_000, learning_rate=1e-4, tag="lr1e-4")
 
@@ -66,7 +66,7 @@ def test_transformer_cell_needs_its_learning_rate_and_subset():
     assert not cell.matches({**run, "tag": "lr1e-4-margin0.05"})
 
 
-def test_missing_cells_and_coverage_count_recorded_runs():
+def test_missing_cells_and_coverage_counts():
     cells = [Cell("definition", "static", "b3", 64, seed, 0.2) for seed in range(3)]
     cells.append(Cell("example", "static", "b3", 64, 0, 0.2))
     records = [_record(seed=0), _record(seed=2), _record(seed=2), _record(task="example", seed=1)]
