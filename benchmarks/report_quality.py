@@ -209,6 +209,69 @@ def _learning_rate_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[
     return lines
 
 
+def _pooled_seed_spread(by_rate: dict[tuple, dict[float, list[dict]]]) -> float | None:
+    """Estimate the standard deviation between seeds, pooled over every cell with more than one seed.
+
+    Single-seed cells have no spread of their own, so comparisons use this one estimate for both sides.
+    """
+    squares, degrees_of_freedom = 0.0, 0
+    for rates in by_rate.values():
+        for runs in rates.values():
+            if len(runs) > 1:
+                squares += statistics.variance([run["ndcg@10"] for run in runs]) * (len(runs) - 1)
+                degrees_of_freedom += len(runs) - 1
+    return (squares / degrees_of_freedom) ** 0.5 if degrees_of_freedom else None
+
+
+def _comparison_pairs(sizes: list[int]) -> list[tuple[tuple[str, int], tuple[str, int]]]:
+    """List (B3 side, compared side) pairs as (method, batch size).
+
+    B3 at 64 meets random batches at 256 and at 64. Then, at every batch size, B3 (2 texts per row)
+    meets one mined negative (3 texts), and B3++ meets the same number of mined negatives.
+    """
+    pairs = [(("b3", 64), ("random", 256)), (("b3", 64), ("random", 64))]
+    for size in sizes:
+        pairs += [(("b3", size), ("hn1", size)), (("b3pp1", size), ("hn1", size)), (("b3pp5", size), ("hn5", size))]
+    return pairs
+
+
+def _comparison_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[str]:
+    """Compare B3 cells with random and mined-negative cells, each read at its best learning rate.
+
+    A difference counts as above or below only when it exceeds twice its standard error, with the
+    pooled seed spread standing in for each cell's own.
+    """
+    spread = _pooled_seed_spread(by_rate)
+    best: dict[tuple[str, int], tuple[float, int, float]] = {}
+    for (method, batch_size, _), rates in by_rate.items():
+        rate, runs = max(rates.items(), key=lambda item: summarise(item[1])[0])
+        mean, _, count = summarise(runs)
+        if (method, batch_size) not in best or mean > best[(method, batch_size)][0]:
+            best[(method, batch_size)] = (mean, count, rate)
+    pairs = [pair for pair in _comparison_pairs(sorted({size for _, size in best}))
+             if pair[0] in best and pair[1] in best]
+    if spread is None or not pairs:
+        return []
+
+    several_rates = len({rate for rates in by_rate.values() for rate in rates}) > 1
+    lines = ["| B3 side | NDCG@10 (seeds) | compared with | NDCG@10 (seeds) | difference | 2 standard errors | reading |",
+             "|" + " --- |" * 7]
+    for left, right in pairs:
+        (left_mean, left_count, left_rate), (right_mean, right_count, right_rate) = best[left], best[right]
+        difference = left_mean - right_mean
+        noise = 2 * spread * (1 / left_count + 1 / right_count) ** 0.5
+        reading = "within noise"
+        if difference > noise:
+            reading = "above"
+        elif difference < -noise:
+            reading = "below"
+        names = [f"{METHOD_NAMES[method]} at {size}" + (f", lr {format_rate(rate)}" if several_rates else "")
+                 for (method, size), rate in ((left, left_rate), (right, right_rate))]
+        lines.append(f"| {names[0]} | {left_mean:.4f} ({left_count}) | {names[1]} | {right_mean:.4f} ({right_count}) | "
+                     f"{difference:+.4f} | {noise:.4f} | {reading} |")
+    return lines
+
+
 def _mining_table(records: list[dict]) -> list[str]:
     """Seconds per mining stage of each default B3 ordering the cells used."""
     stages = ("encode", "search", "graph", "communities", "clusters", "statistics")
@@ -254,6 +317,13 @@ def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Pa
         if rates:
             lines += [f"NDCG@10 by learning rate ({task} task, {student} student; mean with the number of seeds "
                       "in brackets, the best learning rate of each row in bold):", ""] + rates + [""]
+        comparisons = _comparison_table(by_rate)
+        if comparisons:
+            spread = _pooled_seed_spread(by_rate)
+            lines += [f"B3 against the other methods ({task} task, {student} student). Each cell is read at its best "
+                      "learning rate tried, which favours cells tried at more rates. The standard error uses the seed "
+                      f"standard deviation pooled over all cells with several seeds ({spread:.4f}), and a difference "
+                      "counts as above or below only beyond two standard errors:", ""] + comparisons + [""]
         ablations = _ablation_table(groups, task, student)
         if ablations:
             lines += [f"Ablations ({task} task, {student} student):", ""] + ablations + [""]

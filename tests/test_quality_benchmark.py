@@ -125,3 +125,40 @@ def test_report_averages_seeds_and_marks_best_rate(tmp_path):
     assert "| B3 | 64 | 111852 | 2 | 0.1300 | - | 1 | 60 | 1 |" in text
     assert "| p70 | B3 | 64 | 111852 | 0.2 | 70 | 100 | 8 | mutual | attach | - | 0.1490 | - | 1 | 0.401 / 0.290 (at 64) |" in text
     assert (tmp_path / "images" / "quality_definition_static.png").stat().st_size > 0
+
+
+def test_comparison_reads_pooled_seed_noise():
+    records = [
+        _record(method="random", batch_size=256, seed=0, **{"ndcg@10": 0.15}),
+        _record(method="random", batch_size=256, seed=1, **{"ndcg@10": 0.16}),
+        _record(method="b3", seed=0, **{"ndcg@10": 0.17}),
+        _record(method="b3", seed=1, **{"ndcg@10": 0.18}),
+        _record(method="hn1", seed=0, hard_negatives=1, **{"ndcg@10": 0.175}),
+        _record(method="b3pp1", seed=0, hard_negatives=1, **{"ndcg@10": 0.15}),
+    ]
+    by_rate = report_quality._runs_by_rate(report_quality.group(records), "definition", "static")
+
+    lines = report_quality._comparison_table(by_rate)
+
+    assert report_quality._pooled_seed_spread(by_rate) == pytest.approx(0.005 ** 0.5 / 10)
+    assert "| B3 at 64 | 0.1750 (2) | random (no duplicates) at 256 | 0.1550 (2) | +0.0200 | 0.0141 | above |" in lines
+    assert "| B3 at 64 | 0.1750 (2) | random + 1 mined negative at 64 | 0.1750 (1) | +0.0000 | 0.0173 | within noise |" in lines
+    assert "| B3++ h=1 at 64 | 0.1500 (1) | random + 1 mined negative at 64 | 0.1750 (1) | -0.0250 | 0.0200 | below |" in lines
+    assert not any("random (no duplicates) at 64 |" in line for line in lines)
+
+
+def test_comparison_names_rates_when_several():
+    records = [
+        _record(student="minilm3", method="random", batch_size=256, seed=0, learning_rate=4e-4, tag="lr4e-4",
+                **{"ndcg@10": 0.21}),
+        _record(student="minilm3", method="random", batch_size=256, seed=1, learning_rate=4e-4, tag="lr4e-4",
+                **{"ndcg@10": 0.212}),
+        _record(student="minilm3", method="b3", seed=0, learning_rate=1e-4, tag="lr1e-4", **{"ndcg@10": 0.20}),
+        _record(student="minilm3", method="b3", seed=0, learning_rate=2e-4, tag="lr2e-4", **{"ndcg@10": 0.22}),
+    ]
+    by_rate = report_quality._runs_by_rate(report_quality.group(records), "definition", "minilm3")
+
+    lines = report_quality._comparison_table(by_rate)
+
+    assert lines[2].startswith("| B3 at 64, lr 2e-4 | 0.2200 (1) | random (no duplicates) at 256, lr 4e-4 | 0.2110 (2) |")
+    assert len(lines) == 3
