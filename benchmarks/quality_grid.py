@@ -3,8 +3,11 @@
 The grid is the set of cells that docs/benchmarks.md reports on. The static student runs every
 method at batch sizes 32 to 512 on both WordNet tasks with three seeds. The 3-layer MiniLM student
 runs four methods at 32, 64 and 256 on a 20,000-row subset of the definition task with two seeds,
-each batch size at its own learning rate. A cell counts as done when the results file has a run
-with the same task, student, method, batch size, seed and learning rate and no ablation tag.
+each batch size at its own learning rate. That rate is tuned on random batches: it is the rate at
+which they scored best. While that rate is the highest or lowest tried, the grid first lists a
+random-batch cell at twice or half of it. The grid therefore moves as results land. A cell
+counts as done when the results file has a run with the same task, student, method, batch size,
+seed and learning rate and no ablation tag.
 
 Without ``--run`` the script prints how much of the grid is done and one ``quality.py`` command per
 missing cell. With ``--run`` it runs the missing cells one after another. Each appends its result
@@ -22,9 +25,10 @@ import itertools
 import json
 import logging
 import re
+import statistics
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +37,8 @@ logger = logging.getLogger("quality_grid")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "quality.jsonl"
 STATIC_LEARNING_RATE = 0.2
-# Learning rate of the transformer student per batch size: the best of those tried for random and
-# B3 batches (see the learning-rate table in docs/benchmarks.md). 5e-5 is quality.py's default.
+# Starting learning rates of the transformer student per batch size, used until random batches
+# have run at that size. tuned_learning_rates() replaces them. 5e-5 is quality.py's default.
 MINILM3_LEARNING_RATES = {32: 1e-4, 64: 2e-4, 256: 4e-4}
 MINILM3_DEFAULT_LEARNING_RATE = 5e-5
 MINILM3_TRAIN_ROWS = 20_000
@@ -88,16 +92,75 @@ class Cell:
         ) and abs(record["learning_rate"] - self.learning_rate) <= 1e-12
 
 
-def grid() -> list[Cell]:
-    """Return every cell of the quality benchmark's grid, static student first."""
+def _random_scores_by_rate(records: list[dict]) -> dict[int, dict[float, list[float]]]:
+    """Collect NDCG@10 of the transformer student's random-batch runs per batch size and learning rate."""
+    scores: dict[int, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        tag = record.get("tag", "")
+        if tag and not LEARNING_RATE_TAG.fullmatch(tag):
+            continue
+        if (record["task"], record["student"], record["method"]) != ("definition", "minilm3", "random"):
+            continue
+        if record["train_rows"] != MINILM3_TRAIN_ROWS:
+            continue
+        scores[record["batch_size"]][record["learning_rate"]].append(record["ndcg@10"])
+    return scores
+
+
+def _best_rate(scores: dict[float, list[float]]) -> float:
+    return max(scores, key=lambda rate: statistics.mean(scores[rate]))
+
+
+def tuned_learning_rates(records: list[dict]) -> dict[int, float]:
+    """Pick the transformer student's learning rate per batch size from the random-batch runs.
+
+    The rate is the one with the best mean NDCG@10 for random batches. Tuning the baseline rather
+    than B3 means B3 is compared with the best random batches found. Batch sizes without
+    random-batch runs keep ``MINILM3_LEARNING_RATES``.
+    """
+    rates = dict(MINILM3_LEARNING_RATES)
+    for batch_size, scores in _random_scores_by_rate(records).items():
+        if batch_size in rates:
+            rates[batch_size] = _best_rate(scores)
+    return rates
+
+
+def tuning_cells(records: list[dict]) -> list[Cell]:
+    """Return random-batch cells that test the next learning rate beyond the best one tried.
+
+    A best rate that is the highest tried may not be the peak, so the next cell doubles it. One
+    that is the lowest of several tried halves it.
+    """
+    cells = []
+    for batch_size, scores in sorted(_random_scores_by_rate(records).items()):
+        if batch_size not in MINILM3_LEARNING_RATES:
+            continue
+        best = _best_rate(scores)
+        if best == max(scores):
+            cells.append(Cell("definition", "minilm3", "random", batch_size, 0, best * 2, MINILM3_TRAIN_ROWS))
+        elif best == min(scores):
+            cells.append(Cell("definition", "minilm3", "random", batch_size, 0, best / 2, MINILM3_TRAIN_ROWS))
+    return cells
+
+
+def grid(records: list[dict] | None = None) -> list[Cell]:
+    """Return every cell of the quality benchmark's grid, static student first.
+
+    With ``records`` the transformer student's cells use the tuned learning rates, and the
+    learning-rate cells still to try come before them. Without, they use the starting rates.
+    """
+    records = records or []
     cells = [
         Cell(task, "static", method, batch_size, seed, STATIC_LEARNING_RATE)
         for task, method, batch_size, seed in itertools.product(
             ["definition", "example"], ["random", "b3", "b3pp1", "b3pp5", "hn1", "hn5"],
             [32, 64, 128, 256, 512], [0, 1, 2])
     ]
+
+    rates = tuned_learning_rates(records)
+    cells += tuning_cells(records)
     cells += [
-        Cell("definition", "minilm3", method, batch_size, seed, MINILM3_LEARNING_RATES[batch_size], MINILM3_TRAIN_ROWS)
+        Cell("definition", "minilm3", method, batch_size, seed, rates[batch_size], MINILM3_TRAIN_ROWS)
         for method, batch_size, seed in itertools.product(["random", "b3", "b3pp1", "hn1"], [32, 64, 256], [0, 1])
     ]
     return cells
@@ -133,29 +196,45 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def _missing(arguments: argparse.Namespace, records: list[dict]) -> list[Cell]:
+    cells = [cell for cell in grid(records)
+             if arguments.task in (None, cell.task) and arguments.student in (None, cell.student)]
+    return missing_cells(cells, records)
+
+
 def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     arguments = parse_arguments()
     results = Path(arguments.results)
-
-    cells = [cell for cell in grid()
-             if arguments.task in (None, cell.task) and arguments.student in (None, cell.student)]
-    records = load_records(results)
-    for (task, student), (done, planned) in coverage(cells, records).items():
-        print(f"{task} task, {student} student: {done} of {planned} cells done")
-
-    todo = missing_cells(cells, records)[: arguments.limit]
     extra = [] if results.resolve() == DEFAULT_RESULTS else ["--results", str(results)]
     extra += ["--device", arguments.device] if arguments.device else []
-    for number, cell in enumerate(todo, start=1):
-        if not arguments.run:
-            print(" ".join(["python", "benchmarks/quality.py", *cell.arguments(), *extra]))
-            continue
 
-        logger.info("Cell %d of %d: %s", number, len(todo), " ".join(cell.arguments()))
+    records = load_records(results)
+    cells = [cell for cell in grid(records)
+             if arguments.task in (None, cell.task) and arguments.student in (None, cell.student)]
+    for (task, student), (done, planned) in coverage(cells, records).items():
+        print(f"{task} task, {student} student: {done} of {planned} cells done")
+    if not arguments.run:
+        for cell in missing_cells(cells, records)[: arguments.limit]:
+            print(" ".join(["python", "benchmarks/quality.py", *cell.arguments(), *extra]))
+        return
+
+    # Each result can change the tuned learning rates, so the missing cells are listed again after
+    # every run. A cell that failed is not retried in this invocation.
+    failed: set[Cell] = set()
+    runs = 0
+    while arguments.limit is None or runs < arguments.limit:
+        todo = [cell for cell in _missing(arguments, load_records(results)) if cell not in failed]
+        if not todo:
+            break
+        cell = todo[0]
+        runs += 1
+        logger.info("Cell %d, %d missing: %s", runs, len(todo), " ".join(cell.arguments()))
+
         command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), *cell.arguments(), *extra]
         completed = subprocess.run(command, cwd=ROOT, check=False)
         if completed.returncode != 0:
+            failed.add(cell)
             logger.error("quality.py failed with exit code %d for %s (its output is above). Running the next cell.",
                          completed.returncode, " ".join(cell.arguments()))
 

@@ -295,7 +295,7 @@ def _mining_table(records: list[dict]) -> list[str]:
 def _coverage_table(records: list[dict]) -> list[str]:
     """Count the cells of the planned grid (quality_grid.py) that have a result, per task and student."""
     lines = ["| task | student | cells done | cells planned |", "| --- | --- | --- | --- |"]
-    for (task, student), (done, planned) in coverage(grid(), records).items():
+    for (task, student), (done, planned) in coverage(grid(records), records).items():
         lines.append(f"| {task} | {student} | {done} | {planned} |")
     return lines
 

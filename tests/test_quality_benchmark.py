@@ -4,6 +4,7 @@ hands to quality.py, and the tables the report builds from recorded results."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,6 +76,51 @@ def test_missing_cells_and_coverage_counts():
     assert coverage(cells, records) == {("definition", "static"): (2, 3), ("example", "static"): (0, 1)}
 
 
+def _random_minilm3(batch_size: int, rate: float, score: float, seed: int = 0) -> dict:
+    return _record(student="minilm3", method="random", batch_size=batch_size, seed=seed, train_rows=20_000,
+                   learning_rate=rate, tag=f"lr{format_rate(rate)}", **{"ndcg@10": score})
+
+
+def test_tuned_rates_follow_best_random_mean():
+    records = [
+        _random_minilm3(64, 2e-4, 0.23), _random_minilm3(64, 2e-4, 0.20, seed=1), _random_minilm3(64, 4e-4, 0.22),
+        _random_minilm3(256, 4e-4, 0.20), _random_minilm3(256, 8e-4, 0.19),
+        _record(student="minilm3", method="b3", batch_size=32, train_rows=20_000, learning_rate=5e-4, tag="lr5e-4"),
+        _random_minilm3(32, 5e-4, 0.30) | {"tag": "p10"},
+    ]
+
+    rates = quality_grid.tuned_learning_rates(records)
+
+    assert rates[64] == 4e-4
+    assert rates[256] == 4e-4
+    assert rates[32] == quality_grid.MINILM3_LEARNING_RATES[32]
+
+
+def test_tuning_cells_try_next_rate():
+    records = [
+        _random_minilm3(32, 1e-4, 0.20),
+        _random_minilm3(64, 2e-4, 0.21), _random_minilm3(64, 4e-4, 0.22),
+        _random_minilm3(256, 4e-4, 0.20), _random_minilm3(256, 8e-4, 0.21), _random_minilm3(256, 1.6e-3, 0.20),
+        _random_minilm3(128, 4e-4, 0.20),
+    ]
+
+    cells = quality_grid.tuning_cells(records)
+
+    assert [(cell.batch_size, cell.learning_rate) for cell in cells] == [(32, 2e-4), (64, 8e-4)]
+    assert cells[1].arguments()[-4:] == ["--learning-rate", "8e-4", "--tag", "lr8e-4"]
+    assert quality_grid.tuning_cells([_random_minilm3(64, 2e-4, 0.22), _random_minilm3(64, 4e-4, 0.21)])[0].learning_rate == 1e-4
+
+
+def test_grid_uses_tuned_rates_after_tuning_cells():
+    records = [_random_minilm3(64, 2e-4, 0.21), _random_minilm3(64, 4e-4, 0.22)]
+
+    cells = [cell for cell in grid(records) if cell.student == "minilm3"]
+
+    assert cells[0] == Cell("definition", "minilm3", "random", 64, 0, 8e-4, 20_000)
+    assert {cell.learning_rate for cell in cells[1:] if cell.batch_size == 64} == {4e-4}
+    assert len(cells) == 1 + 4 * 3 * 2
+
+
 @pytest.mark.parametrize("cell", [grid()[0], grid()[-1], Cell("definition", "minilm3", "hn1", 256, 1, 2e-4, 20_000)])
 def test_grid_commands_parse_in_quality(cell, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["quality.py", *cell.arguments()])
@@ -101,6 +147,36 @@ def test_grid_script_lists_missing_cells(tmp_path, monkeypatch, capsys):
     assert lines[1].startswith("python benchmarks/quality.py --task example --student static --method random "
                                "--batch-size 32 --seed 1")
     assert len(lines) == 3
+
+
+def test_grid_run_relists_after_each_cell(tmp_path, monkeypatch):
+    results = tmp_path / "quality.jsonl"
+    results.write_text(json.dumps(_random_minilm3(64, 2e-4, 0.21)) + "\n")
+    scores = {4e-4: 0.20, 1e-4: 0.19}
+    commands = []
+
+    def fake_run(command, cwd, check):
+        options = dict(zip(command[2::2], command[3::2]))
+        commands.append((int(options["--batch-size"]), int(options["--seed"]), float(options["--learning-rate"])))
+        if len(commands) == 3:
+            return subprocess.CompletedProcess(command, 1)
+        rate = float(options["--learning-rate"])
+        record = _random_minilm3(int(options["--batch-size"]), rate, scores.get(rate, 0.2), int(options["--seed"]))
+        with results.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(quality_grid.subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["quality_grid.py", "--results", str(results), "--student", "minilm3",
+                                      "--run", "--limit", "4"])
+
+    quality_grid.main()
+
+    assert commands[0] == (64, 0, 4e-4)
+    assert commands[1] == (64, 0, 1e-4)
+    assert commands[2] == (32, 0, 1e-4)
+    assert commands[3] == (32, 1, 1e-4)
+    assert len(commands) == 4
 
 
 def test_report_averages_seeds_and_marks_best_rate(tmp_path):
