@@ -272,6 +272,20 @@ def _comparison_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[str
     return lines
 
 
+def _comparison_intro(task: str, student: str, by_rate: dict[tuple, dict[float, list[dict]]], count: int) -> str:
+    """Explain how the comparison table reads a difference, with the numbers it used."""
+    text = (f"B3 against the other methods ({task} task, {student} student). A difference counts as above or below "
+            "only beyond two standard errors, 2 s sqrt(1/n1 + 1/n2), where n1 and n2 are the seed counts and s is the "
+            f"seed standard deviation pooled over every cell with several seeds ({_pooled_seed_spread(by_rate):.4f}). "
+            "The test treats the two cells as independent, which is conservative where they share seeds, and it "
+            f"covers seed noise only, on one fixed set of test queries. With {count} comparisons, about one reading "
+            "of above or below in twenty can come from chance.")
+    if _several_rates(by_rate):
+        text += (" Each cell is read at its best learning rate tried, which favours cells tried at more rates, and "
+                 "the two sides may sit at different rates.")
+    return text + ":"
+
+
 def _mining_table(records: list[dict]) -> list[str]:
     """Seconds per mining stage of each default B3 ordering the cells used."""
     stages = ("encode", "search", "graph", "communities", "clusters", "statistics")
@@ -311,7 +325,8 @@ def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Pa
         image = image_dir / f"quality_{task}_{student}.png"
         by_rate = _runs_by_rate(groups, task, student)
         if plot(groups, by_rate, task, student, image):
-            lines += [f"![NDCG@10 against batch size]({image.relative_to(docs_dir).as_posix()})", ""]
+            lines += [f"![NDCG@10 against batch size]({image.relative_to(docs_dir).as_posix()})", "",
+                      "Error bars are the standard deviation over seeds, so single-seed points have none.", ""]
         lines += _main_table(groups, task, student) + [""]
         rates = _learning_rate_table(by_rate)
         if rates:
@@ -319,11 +334,7 @@ def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Pa
                       "in brackets, the best learning rate of each row in bold):", ""] + rates + [""]
         comparisons = _comparison_table(by_rate)
         if comparisons:
-            spread = _pooled_seed_spread(by_rate)
-            lines += [f"B3 against the other methods ({task} task, {student} student). Each cell is read at its best "
-                      "learning rate tried, which favours cells tried at more rates. The standard error uses the seed "
-                      f"standard deviation pooled over all cells with several seeds ({spread:.4f}), and a difference "
-                      "counts as above or below only beyond two standard errors:", ""] + comparisons + [""]
+            lines += [_comparison_intro(task, student, by_rate, len(comparisons) - 2), ""] + comparisons + [""]
         ablations = _ablation_table(groups, task, student)
         if ablations:
             lines += [f"Ablations ({task} task, {student} student):", ""] + ablations + [""]
