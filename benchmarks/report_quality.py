@@ -283,7 +283,7 @@ def _comparison_intro(task: str, student: str, by_rate: dict[tuple, dict[float, 
     if _several_rates(by_rate):
         text += (" Each cell is read at its best learning rate tried, which favours cells tried at more rates, and "
                  "the two sides may sit at different rates.")
-    return text + ":"
+    return text
 
 
 def _mining_table(records: list[dict]) -> list[str]:
