@@ -6,9 +6,8 @@ runs four methods at 32, 64 and 256 on a 20,000-row subset of the definition tas
 each batch size at its own learning rate. That rate is tuned on random batches with seed 0: it is
 the rate at which they scored best. While that rate is the highest or lowest tried, the grid first
 lists a random-batch cell at twice or half of it. The grid therefore moves as results land, and
-later seeds do not move it. A cell
-counts as done when the results file has a run with the same task, student, method, batch size,
-seed and learning rate and no ablation tag.
+later seeds do not move it. A cell counts as done when the results file has a run with the same
+task, student, method, batch size, seed and learning rate and no ablation tag.
 
 Without ``--run`` the script prints how much of the grid is done and one ``quality.py`` command per
 missing cell. With ``--run`` it runs the missing cells one after another. Each appends its result
@@ -143,9 +142,12 @@ def tuning_cells(records: list[dict]) -> list[Cell]:
             continue
         best = _best_rate(scores)
         if best == max(scores):
-            cells.append(Cell("definition", "minilm3", "random", batch_size, 0, best * 2, MINILM3_TRAIN_ROWS))
+            next_rate = best * 2
         elif best == min(scores):
-            cells.append(Cell("definition", "minilm3", "random", batch_size, 0, best / 2, MINILM3_TRAIN_ROWS))
+            next_rate = best / 2
+        else:
+            continue
+        cells.append(Cell("definition", "minilm3", "random", batch_size, 0, next_rate, MINILM3_TRAIN_ROWS))
     return cells
 
 
@@ -202,10 +204,10 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _missing(arguments: argparse.Namespace, records: list[dict]) -> list[Cell]:
-    cells = [cell for cell in grid(records)
-             if arguments.task in (None, cell.task) and arguments.student in (None, cell.student)]
-    return missing_cells(cells, records)
+def _selected_cells(arguments: argparse.Namespace, records: list[dict]) -> list[Cell]:
+    """Return the grid's cells for the ``--task`` and ``--student`` options."""
+    return [cell for cell in grid(records)
+            if arguments.task in (None, cell.task) and arguments.student in (None, cell.student)]
 
 
 def main() -> None:
@@ -216,8 +218,7 @@ def main() -> None:
     extra += ["--device", arguments.device] if arguments.device else []
 
     records = load_records(results)
-    cells = [cell for cell in grid(records)
-             if arguments.task in (None, cell.task) and arguments.student in (None, cell.student)]
+    cells = _selected_cells(arguments, records)
     for (task, student), (done, planned) in coverage(cells, records).items():
         print(f"{task} task, {student} student: {done} of {planned} cells done")
     if not arguments.run:
@@ -230,7 +231,8 @@ def main() -> None:
     # not match it, so the loop ends.
     attempted: set[Cell] = set()
     while arguments.limit is None or len(attempted) < arguments.limit:
-        todo = [cell for cell in _missing(arguments, load_records(results)) if cell not in attempted]
+        records = load_records(results)
+        todo = [cell for cell in missing_cells(_selected_cells(arguments, records), records) if cell not in attempted]
         if not todo:
             break
         cell = todo[0]

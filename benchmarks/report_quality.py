@@ -83,6 +83,11 @@ def _draw(axis, lines: dict[str, list[tuple[int, float, float]]], title: str) ->
     axis.legend(fontsize=7)
 
 
+def _best_rate_runs(rates: dict[float, list[dict]]) -> tuple[float, list[dict]]:
+    """Return the learning rate with the best mean NDCG@10 among ``rates``, and its runs."""
+    return max(rates.items(), key=lambda item: summarise(item[1])[0])
+
+
 def _several_rates(by_rate: dict[tuple, dict[float, list[dict]]]) -> bool:
     """Return whether any cell ran at more than one learning rate."""
     return any(len(rates) > 1 for rates in by_rate.values())
@@ -109,7 +114,7 @@ def plot(groups: dict[tuple, list[dict]], by_rate: dict[tuple, dict[float, list[
 
     best: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for (method, batch_size, _), rates in by_rate.items():
-        mean, spread, _ = max((summarise(runs) for runs in rates.values()), key=lambda summary: summary[0])
+        mean, spread, _ = summarise(_best_rate_runs(rates)[1])
         best[method].append((batch_size, mean, spread))
     tuned = _several_rates(by_rate)
 
@@ -244,7 +249,7 @@ def _comparison_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[str
     spread = _pooled_seed_spread(by_rate)
     best: dict[tuple[str, int], tuple[float, int, float]] = {}
     for (method, batch_size, _), rates in by_rate.items():
-        rate, runs = max(rates.items(), key=lambda item: summarise(item[1])[0])
+        rate, runs = _best_rate_runs(rates)
         mean, _, count = summarise(runs)
         if (method, batch_size) not in best or mean > best[(method, batch_size)][0]:
             best[(method, batch_size)] = (mean, count, rate)
