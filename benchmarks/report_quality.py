@@ -15,7 +15,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from quality_grid import LEARNING_RATE_TAG, coverage, format_rate, grid, load_records
+from quality_grid import DEFAULT_LEARNING_RATES, LEARNING_RATE_TAG, coverage, format_rate, grid, grid_learning_rates, load_records
 
 ROOT = Path(__file__).resolve().parent.parent
 START_MARKER = "<!-- quality results: start -->"
@@ -83,21 +83,34 @@ def _draw(axis, lines: dict[str, list[tuple[int, float, float]]], title: str) ->
     axis.legend(fontsize=7)
 
 
-def _best_rate_runs(rates: dict[float, list[dict]]) -> tuple[float, list[dict]]:
-    """Return the learning rate with the best mean NDCG@10 among ``rates``, and its runs."""
-    return max(rates.items(), key=lambda item: summarise(item[1])[0])
+def _runs_at_grid_rates(by_rate: dict[tuple, dict[float, list[dict]]],
+                        grid_rates: dict[int, float]) -> dict[tuple[str, int], list[dict]]:
+    """Return the runs of each (method, batch size) at the learning rate the grid gives that batch size.
+
+    Reading every method at one rate per batch size, chosen on random batches, keeps a method that
+    was tried at more rates from looking better by picking its luckiest one.
+    """
+    selected: dict[tuple[str, int], list[dict]] = {}
+    for (method, batch_size, _), rates in by_rate.items():
+        if batch_size not in grid_rates:
+            continue
+        runs = next((runs for rate, runs in rates.items() if abs(rate - grid_rates[batch_size]) <= 1e-12), None)
+        if runs and len(runs) > len(selected.get((method, batch_size), [])):
+            selected[(method, batch_size)] = runs
+    return selected
 
 
-def _several_rates(by_rate: dict[tuple, dict[float, list[dict]]]) -> bool:
-    """Return whether any cell ran at more than one learning rate."""
-    return any(len(rates) > 1 for rates in by_rate.values())
+def _grid_rates_differ(student: str, grid_rates: dict[int, float]) -> bool:
+    """Return whether the grid runs some batch size of ``student`` at a rate other than its default."""
+    return any(rate != DEFAULT_LEARNING_RATES[student] for rate in grid_rates.values())
 
 
-def plot(groups: dict[tuple, list[dict]], by_rate: dict[tuple, dict[float, list[dict]]], task: str, student: str,
-         output: Path) -> bool:
+def plot(groups: dict[tuple, list[dict]], by_rate: dict[tuple, dict[float, list[dict]]], grid_rates: dict[int, float],
+         task: str, student: str, output: Path) -> bool:
     """Plot NDCG@10 against batch size, one line per method.
 
-    A second panel reads each cell at its best learning rate when several were tried.
+    A second panel reads each cell at the grid's learning rate for its batch size when that is not
+    the student's default rate.
     """
     import matplotlib
 
@@ -112,17 +125,17 @@ def plot(groups: dict[tuple, list[dict]], by_rate: dict[tuple, dict[float, list[
     if not default:
         return False
 
-    best: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-    for (method, batch_size, _), rates in by_rate.items():
-        mean, spread, _ = summarise(_best_rate_runs(rates)[1])
-        best[method].append((batch_size, mean, spread))
-    tuned = _several_rates(by_rate)
+    tuned: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for (method, batch_size), runs in _runs_at_grid_rates(by_rate, grid_rates).items():
+        mean, spread, _ = summarise(runs)
+        tuned[method].append((batch_size, mean, spread))
+    two_panels = _grid_rates_differ(student, grid_rates) and bool(tuned)
 
-    figure, axes = plt.subplots(1, 2 if tuned else 1, figsize=(11 if tuned else 6, 4), squeeze=False)
+    figure, axes = plt.subplots(1, 2 if two_panels else 1, figsize=(11 if two_panels else 6, 4), squeeze=False)
     title = f"WordNet {task} task, {student} student"
-    _draw(axes[0][0], default, title + ("\ndefault learning rate" if tuned else ""))
-    if tuned:
-        _draw(axes[0][1], best, title + "\nbest learning rate tried per cell")
+    _draw(axes[0][0], default, title + ("\ndefault learning rate" if two_panels else ""))
+    if two_panels:
+        _draw(axes[0][1], tuned, title + "\nlearning rate tuned per batch size")
     figure.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=120)
@@ -190,17 +203,21 @@ def _ablation_table(groups: dict[tuple, list[dict]], task: str, student: str) ->
     return lines
 
 
-def _learning_rate_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[str]:
-    """Build a table of NDCG@10 per method and batch size, one column per learning rate tried."""
-    if not _several_rates(by_rate):
+def _learning_rate_table(by_rate: dict[tuple, dict[float, list[dict]]], default_rate: float) -> list[str]:
+    """Build a table of NDCG@10 per method and batch size, one column per learning rate tried.
+
+    Rows that ran at the default rate only are left to the main table.
+    """
+    rows = {key: rates for key, rates in by_rate.items() if set(rates) != {default_rate}}
+    if not rows:
         return []
 
-    columns = sorted({rate for rates in by_rate.values() for rate in rates})
+    columns = sorted({rate for rates in rows.values() for rate in rates})
     lines = ["| method | batch size | train rows | " + " | ".join(f"lr {format_rate(rate)}" for rate in columns) + " |",
              "|" + " --- |" * (len(columns) + 3)]
-    order = sorted(by_rate, key=lambda key: (key[1], list(METHOD_NAMES).index(key[0]) if key[0] in METHOD_NAMES else 99))
-    for method, batch_size, rows in order:
-        rates = {rate: summarise(runs) for rate, runs in by_rate[(method, batch_size, rows)].items()}
+    order = sorted(rows, key=lambda key: (key[1], list(METHOD_NAMES).index(key[0]) if key[0] in METHOD_NAMES else 99))
+    for method, batch_size, train_rows in order:
+        rates = {rate: summarise(runs) for rate, runs in by_rate[(method, batch_size, train_rows)].items()}
         best = max(rates, key=lambda rate: rates[rate][0])
         cells = []
         for rate in columns:
@@ -210,7 +227,7 @@ def _learning_rate_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[
             mean, _, count = rates[rate]
             text = f"{mean:.4f} ({count})"
             cells.append(f"**{text}**" if rate == best and len(rates) > 1 else text)
-        lines.append(f"| {METHOD_NAMES.get(method, method)} | {batch_size} | {rows} | " + " | ".join(cells) + " |")
+        lines.append(f"| {METHOD_NAMES.get(method, method)} | {batch_size} | {train_rows} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -240,29 +257,24 @@ def _comparison_pairs(sizes: list[int]) -> list[tuple[tuple[str, int], tuple[str
     return pairs
 
 
-def _comparison_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[str]:
-    """Compare B3 cells with random and mined-negative cells, each read at its best learning rate.
+def _comparison_table(by_rate: dict[tuple, dict[float, list[dict]]], grid_rates: dict[int, float]) -> list[str]:
+    """Compare B3 cells with random and mined-negative cells, each read at the grid's learning rate.
 
     A difference counts as above or below only when it exceeds twice its standard error, with the
     pooled seed spread standing in for each cell's own.
     """
     spread = _pooled_seed_spread(by_rate)
-    best: dict[tuple[str, int], tuple[float, int, float]] = {}
-    for (method, batch_size, _), rates in by_rate.items():
-        rate, runs = _best_rate_runs(rates)
-        mean, _, count = summarise(runs)
-        if (method, batch_size) not in best or mean > best[(method, batch_size)][0]:
-            best[(method, batch_size)] = (mean, count, rate)
-    pairs = [pair for pair in _comparison_pairs(sorted({size for _, size in best}))
-             if pair[0] in best and pair[1] in best]
+    cells = {key: summarise(runs) for key, runs in _runs_at_grid_rates(by_rate, grid_rates).items()}
+    pairs = [pair for pair in _comparison_pairs(sorted({size for _, size in cells}))
+             if pair[0] in cells and pair[1] in cells]
     if spread is None or not pairs:
         return []
 
-    several_rates = len({rate for rates in by_rate.values() for rate in rates}) > 1
+    several_rates = len(set(grid_rates.values())) > 1
     lines = ["| B3 side | NDCG@10 (seeds) | compared with | NDCG@10 (seeds) | difference | 2 standard errors | reading |",
              "|" + " --- |" * 7]
     for left, right in pairs:
-        (left_mean, left_count, left_rate), (right_mean, right_count, right_rate) = best[left], best[right]
+        (left_mean, _, left_count), (right_mean, _, right_count) = cells[left], cells[right]
         difference = left_mean - right_mean
         noise = 2 * spread * (1 / left_count + 1 / right_count) ** 0.5
         reading = "within noise"
@@ -270,14 +282,15 @@ def _comparison_table(by_rate: dict[tuple, dict[float, list[dict]]]) -> list[str
             reading = "above"
         elif difference < -noise:
             reading = "below"
-        names = [f"{METHOD_NAMES[method]} at {size}" + (f", lr {format_rate(rate)}" if several_rates else "")
-                 for (method, size), rate in ((left, left_rate), (right, right_rate))]
+        names = [f"{METHOD_NAMES[method]} at {size}" + (f", lr {format_rate(grid_rates[size])}" if several_rates else "")
+                 for method, size in (left, right)]
         lines.append(f"| {names[0]} | {left_mean:.4f} ({left_count}) | {names[1]} | {right_mean:.4f} ({right_count}) | "
                      f"{difference:+.4f} | {noise:.4f} | {reading} |")
     return lines
 
 
-def _comparison_intro(task: str, student: str, by_rate: dict[tuple, dict[float, list[dict]]], count: int) -> str:
+def _comparison_intro(task: str, student: str, by_rate: dict[tuple, dict[float, list[dict]]],
+                      grid_rates: dict[int, float], count: int) -> str:
     """Explain how the comparison table reads a difference, with the numbers it used."""
     text = (f"B3 against the other methods ({task} task, {student} student). A difference counts as above or below "
             "only beyond two standard errors, 2 s sqrt(1/n1 + 1/n2), where n1 and n2 are the seed counts and s is the "
@@ -285,9 +298,10 @@ def _comparison_intro(task: str, student: str, by_rate: dict[tuple, dict[float, 
             "The test treats the two cells as independent, which is conservative where they share seeds, and it "
             f"covers seed noise only, on one fixed set of test queries. With {count} comparisons, about one reading "
             "of above or below in twenty can come from chance.")
-    if _several_rates(by_rate):
-        text += (" Each cell is read at its best learning rate tried, which favours cells tried at more rates, and "
-                 "the two sides may sit at different rates.")
+    if _grid_rates_differ(student, grid_rates):
+        listed = ", ".join(f"{format_rate(rate)} at {size}" for size, rate in sorted(grid_rates.items()))
+        text += (f" Every method is read at the learning rate the grid gives its batch size ({listed}), the rate "
+                 "at which random batches with seed 0 scored best, so runs at other rates do not enter.")
     return text
 
 
@@ -329,17 +343,18 @@ def markdown(groups: dict[tuple, list[dict]], records: list[dict], image_dir: Pa
         lines += [f"### {task} task, {student} student", ""]
         image = image_dir / f"quality_{task}_{student}.png"
         by_rate = _runs_by_rate(groups, task, student)
-        if plot(groups, by_rate, task, student, image):
+        grid_rates = grid_learning_rates(student, records)
+        if plot(groups, by_rate, grid_rates, task, student, image):
             lines += [f"![NDCG@10 against batch size]({image.relative_to(docs_dir).as_posix()})", "",
                       "Error bars are the standard deviation over seeds, so single-seed points have none.", ""]
         lines += _main_table(groups, task, student) + [""]
-        rates = _learning_rate_table(by_rate)
+        rates = _learning_rate_table(by_rate, DEFAULT_LEARNING_RATES[student])
         if rates:
             lines += [f"NDCG@10 by learning rate ({task} task, {student} student; mean with the number of seeds "
                       "in brackets, the best learning rate of each row in bold):", ""] + rates + [""]
-        comparisons = _comparison_table(by_rate)
+        comparisons = _comparison_table(by_rate, grid_rates)
         if comparisons:
-            lines += [_comparison_intro(task, student, by_rate, len(comparisons) - 2), ""] + comparisons + [""]
+            lines += [_comparison_intro(task, student, by_rate, grid_rates, len(comparisons) - 2), ""] + comparisons + [""]
         ablations = _ablation_table(groups, task, student)
         if ablations:
             lines += [f"Ablations ({task} task, {student} student):", ""] + ablations + [""]

@@ -30,9 +30,13 @@ def test_grid_lists_each_cell_once():
     cells = grid()
 
     assert len(cells) == len(set(cells))
-    static = [cell for cell in cells if cell.student == "static"]
+    static = [cell for cell in cells if cell.student == "static" and cell.learning_rate == 0.2]
+    check = [cell for cell in cells if cell.student == "static" and cell.learning_rate != 0.2]
     transformer = [cell for cell in cells if cell.student == "minilm3"]
     assert len(static) == 2 * 6 * 5 * 3
+    assert {(cell.task, cell.method, cell.batch_size, cell.seed) for cell in check} == {
+        ("definition", method, size, 0) for method in ("random", "b3") for size in (64, 256)}
+    assert len(check) == 4 * 2 * 2
     assert len(transformer) == 4 * 3 * 2
     assert {cell.batch_size for cell in transformer} == {32, 64, 256}
     assert all(cell.train_rows == quality_grid.MINILM3_TRAIN_ROWS for cell in transformer)
@@ -54,6 +58,19 @@ def test_cell_matches_only_its_own_default_runs():
     assert not cell.matches(_record(task="example"))
     assert not cell.matches(_record(tag="p10", skip_top=10))
     assert not cell.matches(_record(learning_rate=0.1, tag="lr0.1"))
+
+
+def test_static_rate_check_cell_is_tagged():
+    cell = Cell("definition", "static", "random", 256, 0, 0.4)
+
+    assert cell.tag == "lr4e-1"
+    assert cell.arguments()[-4:] == ["--learning-rate", "4e-1", "--tag", "lr4e-1"]
+    assert cell.matches(_record(method="random", batch_size=256, learning_rate=0.4, tag="lr4e-1"))
+    assert not cell.matches(_record(method="random", batch_size=256))
+
+
+def test_default_rates_agree_with_quality():
+    assert quality_grid.DEFAULT_LEARNING_RATES == quality.DEFAULT_LEARNING_RATES
 
 
 def test_transformer_cell_needs_rate_and_subset():
@@ -121,7 +138,8 @@ def test_grid_uses_tuned_rates_after_tuning_cells():
     assert len(cells) == 1 + 4 * 3 * 2
 
 
-@pytest.mark.parametrize("cell", [grid()[0], grid()[-1], Cell("definition", "minilm3", "hn1", 256, 1, 2e-4, 20_000)])
+@pytest.mark.parametrize("cell", [grid()[0], grid()[-1], Cell("definition", "minilm3", "hn1", 256, 1, 2e-4, 20_000),
+                                  Cell("definition", "static", "b3", 64, 0, 0.05)])
 def test_grid_commands_parse_in_quality(cell, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["quality.py", *cell.arguments()])
 
@@ -197,10 +215,11 @@ def test_report_averages_seeds_and_marks_best_rate(tmp_path):
 
     assert text.startswith(report_quality.START_MARKER)
     assert text.endswith(report_quality.END_MARKER)
-    assert "| definition | static | 3 | 90 |" in text
+    assert "| definition | static | 4 | 106 |" in text
     assert "| random (no duplicates) | 64 | 111852 | 2 | 0.1500 | 0.0141 | 2 | 60 | 1 |" in text
     assert "| method | batch size | train rows | lr 1e-1 | lr 2e-1 |" in text
     assert "| B3 | 64 | 111852 | **0.1700 (1)** | 0.1300 (1) |" in text
+    assert "| random (no duplicates) | 64 | 111852 | - |" not in text
     assert "| B3 | 64 | 111852 | 2 | 0.1300 | - | 1 | 60 | 1 |" in text
     assert "| p70 | B3 | 64 | 111852 | 0.2 | 70 | 100 | 8 | mutual | attach | - | 0.1490 | - | 1 | 0.401 / 0.290 (at 64) |" in text
     assert (tmp_path / "images" / "quality_definition_static.png").stat().st_size > 0
@@ -214,10 +233,11 @@ def test_comparison_reads_pooled_seed_noise():
         _record(method="b3", seed=1, **{"ndcg@10": 0.18}),
         _record(method="hn1", seed=0, hard_negatives=1, **{"ndcg@10": 0.175}),
         _record(method="b3pp1", seed=0, hard_negatives=1, **{"ndcg@10": 0.15}),
+        _record(method="b3pp1", seed=0, hard_negatives=1, learning_rate=0.4, tag="lr4e-1", **{"ndcg@10": 0.19}),
     ]
     by_rate = report_quality._runs_by_rate(report_quality.group(records), "definition", "static")
 
-    lines = report_quality._comparison_table(by_rate)
+    lines = report_quality._comparison_table(by_rate, {64: 0.2, 256: 0.2})
 
     assert report_quality._pooled_seed_spread(by_rate) == pytest.approx(0.005 ** 0.5 / 10)
     assert "| B3 at 64 | 0.1750 (2) | random (no duplicates) at 256 | 0.1550 (2) | +0.0200 | 0.0141 | above |" in lines
@@ -226,7 +246,7 @@ def test_comparison_reads_pooled_seed_noise():
     assert not any("random (no duplicates) at 64 |" in line for line in lines)
 
 
-def test_comparison_names_rates_when_several():
+def test_comparison_reads_grid_rates_and_names_them():
     records = [
         _record(student="minilm3", method="random", batch_size=256, seed=0, learning_rate=4e-4, tag="lr4e-4",
                 **{"ndcg@10": 0.21}),
@@ -234,10 +254,11 @@ def test_comparison_names_rates_when_several():
                 **{"ndcg@10": 0.212}),
         _record(student="minilm3", method="b3", seed=0, learning_rate=1e-4, tag="lr1e-4", **{"ndcg@10": 0.20}),
         _record(student="minilm3", method="b3", seed=0, learning_rate=2e-4, tag="lr2e-4", **{"ndcg@10": 0.22}),
+        _record(student="minilm3", method="b3", seed=0, learning_rate=4e-4, tag="lr4e-4", **{"ndcg@10": 0.25}),
     ]
     by_rate = report_quality._runs_by_rate(report_quality.group(records), "definition", "minilm3")
 
-    lines = report_quality._comparison_table(by_rate)
+    lines = report_quality._comparison_table(by_rate, {64: 2e-4, 256: 4e-4})
 
     assert lines[2].startswith("| B3 at 64, lr 2e-4 | 0.2200 (1) | random (no duplicates) at 256, lr 4e-4 | 0.2110 (2) |")
     assert len(lines) == 3
