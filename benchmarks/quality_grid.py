@@ -9,7 +9,8 @@ each batch size at its own learning rate. That rate is tuned on random batches w
 the rate at which they scored best. While that rate is the highest or lowest tried, the grid first
 lists a random-batch cell at twice or half of it. The grid therefore moves as results land, and
 later seeds do not move it. A cell counts as done when the results file has a run with the same
-task, student, method, batch size, seed and learning rate and no ablation tag.
+task, student, method, batch size, seed and learning rate, the default mining settings and no
+ablation tag.
 
 Without ``--run`` the script prints how much of the grid is done and one ``quality.py`` command per
 missing cell. With ``--run`` it runs the missing cells one after another. Each appends its result
@@ -49,6 +50,9 @@ STATIC_CHECK_RATES = [0.1, 0.4, 0.05, 0.8]
 MINILM3_LEARNING_RATES = {32: 1e-4, 64: 2e-4, 256: 4e-4}
 MINILM3_TRAIN_ROWS = 20_000
 LEARNING_RATE_TAG = re.compile(r"lr[0-9.e+-]+")
+# quality.py's mining settings when no ablation option is given. Grid cells use them all.
+DEFAULT_MINING = {"skip_top": 30, "window_size": 100, "cluster_size": 8, "edges": "mutual", "isolated_rows": "attach",
+                  "relative_margin": None}
 
 
 def format_rate(rate: float) -> str:
@@ -92,6 +96,8 @@ class Cell:
         if tag and not LEARNING_RATE_TAG.fullmatch(tag):
             return False
         if self.train_rows is not None and record["train_rows"] != self.train_rows:
+            return False
+        if any(record.get(key, value) != value for key, value in DEFAULT_MINING.items()):
             return False
         return (record["task"], record["student"], record["method"], record["batch_size"], record["seed"]) == (
             self.task, self.student, self.method, self.batch_size, self.seed

@@ -58,6 +58,8 @@ def test_cell_matches_only_its_own_default_runs():
     assert not cell.matches(_record(task="example"))
     assert not cell.matches(_record(tag="p10", skip_top=10))
     assert not cell.matches(_record(learning_rate=0.1, tag="lr0.1"))
+    assert not cell.matches(_record(cluster_size=4))
+    assert not cell.matches(_record(relative_margin=0.05))
 
 
 def test_static_rate_check_cell_is_tagged():
