@@ -300,8 +300,8 @@ def _comparison_intro(task: str, student: str, by_rate: dict[tuple, dict[float, 
             "of above or below in twenty can come from chance.")
     if _grid_rates_differ(student, grid_rates):
         listed = ", ".join(f"{format_rate(rate)} at {size}" for size, rate in sorted(grid_rates.items()))
-        text += (f" Every method is read at the learning rate the grid gives its batch size ({listed}), the rate "
-                 "at which random batches with seed 0 scored best, so runs at other rates do not enter.")
+        text += (f" Every method is read at the learning rate the grid gives its batch size ({listed}). That is "
+                 "the rate at which random batches with seed 0 scored best, and runs at other rates do not enter.")
     return text
 
 
