@@ -3,7 +3,7 @@
 The grid is the set of cells that docs/benchmarks.md reports on. The static student runs every
 method at batch sizes 32 to 512 on both WordNet tasks with three seeds, at one learning rate. A
 rate check reruns its random and B3 batches of 64 and 256 on the definition task at four other
-rates (seed 0), to show whether the reading depends on that rate. The 3-layer MiniLM student
+rates (seed 0), to show whether their comparison depends on that rate. The 3-layer MiniLM student
 runs four methods at 32, 64 and 256 on a 20,000-row subset of the definition task with two seeds,
 each batch size at its own learning rate. That rate is tuned on random batches with seed 0: it is
 the rate at which they scored best. While that rate is the highest or lowest tried, the grid first
@@ -55,6 +55,22 @@ DEFAULT_MINING = {"skip_top": 30, "window_size": 100, "cluster_size": 8, "edges"
                   "relative_margin": None}
 
 
+def same_rate(first: float, second: float) -> bool:
+    """Return whether two learning rates are equal up to float rounding."""
+    return abs(first - second) <= 1e-12
+
+
+def is_grid_run(record: dict) -> bool:
+    """Return whether ``record`` (one line of the results file) ran with the grid's settings.
+
+    Those are the default mining settings and no tag other than a learning rate such as lr4e-4.
+    """
+    tag = record.get("tag", "")
+    if tag and not LEARNING_RATE_TAG.fullmatch(tag):
+        return False
+    return all(record.get(key, value) == value for key, value in DEFAULT_MINING.items())
+
+
 def format_rate(rate: float) -> str:
     """Write a learning rate as the tags in the results do: 1e-4, 2e-4, 1.5e-4."""
     mantissa, exponent = f"{rate:e}".split("e")
@@ -92,16 +108,13 @@ class Cell:
 
     def matches(self, record: dict) -> bool:
         """Return whether ``record`` (one line of the results file) is a run of this cell."""
-        tag = record.get("tag", "")
-        if tag and not LEARNING_RATE_TAG.fullmatch(tag):
+        if not is_grid_run(record):
             return False
         if self.train_rows is not None and record["train_rows"] != self.train_rows:
             return False
-        if any(record.get(key, value) != value for key, value in DEFAULT_MINING.items()):
-            return False
         return (record["task"], record["student"], record["method"], record["batch_size"], record["seed"]) == (
             self.task, self.student, self.method, self.batch_size, self.seed
-        ) and abs(record["learning_rate"] - self.learning_rate) <= 1e-12
+        ) and same_rate(record["learning_rate"], self.learning_rate)
 
 
 def _random_scores_by_rate(records: list[dict]) -> dict[int, dict[float, list[float]]]:
@@ -111,8 +124,7 @@ def _random_scores_by_rate(records: list[dict]) -> dict[int, dict[float, list[fl
     """
     scores: dict[int, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        tag = record.get("tag", "")
-        if tag and not LEARNING_RATE_TAG.fullmatch(tag):
+        if not is_grid_run(record):
             continue
         if record["seed"] != 0:
             continue

@@ -15,7 +15,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from quality_grid import DEFAULT_LEARNING_RATES, LEARNING_RATE_TAG, coverage, format_rate, grid, grid_learning_rates, load_records
+from quality_grid import (DEFAULT_LEARNING_RATES, LEARNING_RATE_TAG, coverage, format_rate, grid, grid_learning_rates,
+                          load_records, same_rate)
 
 ROOT = Path(__file__).resolve().parent.parent
 START_MARKER = "<!-- quality results: start -->"
@@ -94,7 +95,7 @@ def _runs_at_grid_rates(by_rate: dict[tuple, dict[float, list[dict]]],
     for (method, batch_size, _), rates in by_rate.items():
         if batch_size not in grid_rates:
             continue
-        runs = next((runs for rate, runs in rates.items() if abs(rate - grid_rates[batch_size]) <= 1e-12), None)
+        runs = next((runs for rate, runs in rates.items() if same_rate(rate, grid_rates[batch_size])), None)
         if runs and len(runs) > len(selected.get((method, batch_size), [])):
             selected[(method, batch_size)] = runs
     return selected

@@ -31,12 +31,12 @@ def test_grid_lists_each_cell_once():
 
     assert len(cells) == len(set(cells))
     static = [cell for cell in cells if cell.student == "static" and cell.learning_rate == 0.2]
-    check = [cell for cell in cells if cell.student == "static" and cell.learning_rate != 0.2]
+    rate_check = [cell for cell in cells if cell.student == "static" and cell.learning_rate != 0.2]
     transformer = [cell for cell in cells if cell.student == "minilm3"]
     assert len(static) == 2 * 6 * 5 * 3
-    assert {(cell.task, cell.method, cell.batch_size, cell.seed) for cell in check} == {
+    assert {(cell.task, cell.method, cell.batch_size, cell.seed) for cell in rate_check} == {
         ("definition", method, size, 0) for method in ("random", "b3") for size in (64, 256)}
-    assert len(check) == 4 * 2 * 2
+    assert len(rate_check) == 4 * 2 * 2
     assert len(transformer) == 4 * 3 * 2
     assert {cell.batch_size for cell in transformer} == {32, 64, 256}
     assert all(cell.train_rows == quality_grid.MINILM3_TRAIN_ROWS for cell in transformer)
@@ -106,6 +106,7 @@ def test_tuned_rates_use_seed_zero():
         _random_minilm3(256, 4e-4, 0.20), _random_minilm3(256, 8e-4, 0.19),
         _record(student="minilm3", method="b3", batch_size=32, train_rows=20_000, learning_rate=5e-4, tag="lr5e-4"),
         _random_minilm3(32, 5e-4, 0.30) | {"tag": "p10"},
+        _random_minilm3(256, 1.6e-3, 0.30) | {"relative_margin": 0.05},
     ]
 
     rates = quality_grid.tuned_learning_rates(records)
